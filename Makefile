@@ -1,0 +1,34 @@
+# Kyoukai developer commands. Everything installs into .venv inside the checkout.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,examples]'
+	touch $(STAMP)
+
+## demo: install and serve the example application on 127.0.0.1:4444
+demo: $(STAMP)
+	$(PY) examples/hello/app.py
+
+## test: install into .venv and run the whole test suite
+test: $(STAMP)
+	$(PY) -m pytest
+
+## lint: ruff (lint + format check) and mypy on src/
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/ruff format --check src tests examples bench
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests examples bench
+	$(VENV)/bin/ruff check --fix src tests examples bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

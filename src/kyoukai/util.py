@@ -1,0 +1,94 @@
+"""Response helpers, and the conversion of handler return values into responses.
+
+Handlers may return a :class:`~werkzeug.wrappers.Response`, a ``str`` or ``bytes`` body, a
+``dict`` or ``list`` (sent as JSON), or a tuple ``(body[, status[, headers]])``.
+:func:`wrap_response` turns any of those into a response object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Response
+
+__all__ = ["as_html", "as_json", "as_plaintext", "wrap_response"]
+
+HeadersLike = Mapping[str, str] | Headers | list[tuple[str, str]] | None
+
+
+def as_html(text: str, code: int = 200, headers: HeadersLike = None) -> Response:
+    """Return ``text`` as a ``text/html`` response.
+
+    :param text: The HTML document or fragment.
+    :param code: The status code of the response.
+    :param headers: Extra headers for the response.
+    """
+    return Response(text, status=code, headers=headers, content_type="text/html; charset=utf-8")
+
+
+def as_plaintext(text: str, code: int = 200, headers: HeadersLike = None) -> Response:
+    """Return ``text`` as a ``text/plain`` response.
+
+    :param text: The text to send.
+    :param code: The status code of the response.
+    :param headers: Extra headers for the response.
+    """
+    return Response(text, status=code, headers=headers, content_type="text/plain; charset=utf-8")
+
+
+def as_json(
+    data: Any,
+    code: int = 200,
+    headers: HeadersLike = None,
+    *,
+    json_encoder: type[json.JSONEncoder] | None = None,
+    **kwargs: Any,
+) -> Response:
+    """Return ``data`` encoded as JSON in an ``application/json`` response.
+
+    :param data: Anything the JSON encoder accepts, usually a ``dict`` or ``list``.
+    :param code: The status code of the response.
+    :param headers: Extra headers for the response.
+    :param json_encoder: A :class:`json.JSONEncoder` subclass, for types the standard one
+        cannot encode (dates, decimals, ...).
+    :param kwargs: Passed on to :func:`json.dumps` (``indent``, ``sort_keys``, ...).
+    """
+    body = json.dumps(data, cls=json_encoder, **kwargs)
+    return Response(body, status=code, headers=headers, content_type="application/json")
+
+
+def wrap_response(args: Any, response_class: type[Response] = Response) -> Response:
+    """Turn a handler's return value into a response object.
+
+    Accepts a response (returned unchanged), a ``str``/``bytes`` body, a ``dict``/``list``
+    (encoded as JSON), ``None`` (an empty 204 response) or a tuple ``(body[, status[, headers]])``
+    whose body may itself be any of those. Anything else is converted with ``str()``.
+
+    :param args: The value returned by a handler or hook.
+    :param response_class: The response class to build new responses with.
+    :raises TypeError: If a tuple has no elements or more than three.
+    """
+    if isinstance(args, Response):
+        return args
+    if isinstance(args, tuple):
+        if not 1 <= len(args) <= 3:
+            raise TypeError(
+                "a handler returned a tuple of %d items; return (body[, status[, headers]])"
+                % len(args)
+            )
+        response = wrap_response(args[0], response_class)
+        if len(args) > 1 and args[1] is not None:
+            response.status = args[1]
+        if len(args) > 2 and args[2]:
+            response.headers.update(args[2])
+        return response
+    if isinstance(args, str | bytes):
+        return response_class(args)
+    if isinstance(args, dict | list):
+        return response_class(json.dumps(args), content_type="application/json")
+    if args is None:
+        return response_class(status=204)
+    return response_class(str(args))
