@@ -4,12 +4,12 @@ from __future__ import annotations
 
 __version__ = "3.0.0.dev0"
 
-from kyoukai.app import Kyoukai as Kyoukai  # noqa: E402
-from kyoukai.asphalt import HTTPRequestContext as HTTPRequestContext  # noqa: E402
-from kyoukai.blueprint import Blueprint as Blueprint  # noqa: E402
-from kyoukai.route import Route as Route  # noqa: E402
-from kyoukai.routegroup import RouteGroup as RouteGroup  # noqa: E402
-from kyoukai.testing import TestKyoukai as TestKyoukai  # noqa: E402
+from kyoukai.app import Kyoukai as Kyoukai
+from kyoukai.asphalt import HTTPRequestContext as HTTPRequestContext
+from kyoukai.blueprint import Blueprint as Blueprint
+from kyoukai.route import Route as Route
+from kyoukai.routegroup import RouteGroup as RouteGroup
+from kyoukai.testing import TestKyoukai as TestKyoukai
 
 __all__ = [
     "Blueprint",

@@ -76,8 +76,8 @@ def wrap_response(args: Any, response_class: type[Response] = Response) -> Respo
     if isinstance(args, tuple):
         if not 1 <= len(args) <= 3:
             raise TypeError(
-                "a handler returned a tuple of %d items; return (body[, status[, headers]])"
-                % len(args)
+                f"a handler returned a tuple of {len(args)} items; "
+                "return (body[, status[, headers]])"
             )
         response = wrap_response(args[0], response_class)
         if len(args) > 1 and args[1] is not None:

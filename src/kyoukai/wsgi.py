@@ -109,7 +109,7 @@ def get_formatted_response(response: Response, environ: dict[str, Any]) -> bytes
     :param response: The response to serialise.
     :param environ: The WSGI environ of the request it answers.
     """
-    app_iter, status, header_list = response.get_wsgi_response(environ)
+    app_iter, _status, header_list = response.get_wsgi_response(environ)
     body = b"".join(app_iter)
     code = response.status_code
     lines = [f"HTTP/1.1 {code} {_STATUS_PHRASES.get(code, 'Unknown')}"]

@@ -1,0 +1,372 @@
+"""The Kyoukai application: the I/O-blind core that turns a request into a response.
+
+:meth:`Kyoukai.process_request` takes a Werkzeug request and returns a Werkzeug response.
+It never touches a socket; every server backend and the test client call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from asphalt.core import Context, Signal, TeardownError
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+from werkzeug.routing import Map, RequestRedirect
+from werkzeug.wrappers import Request, Response
+
+from kyoukai._types import F, Handler
+from kyoukai.asphalt import (
+    ConnectionLostEvent,
+    ConnectionMadeEvent,
+    HTTPRequestContext,
+    RouteInvokedEvent,
+    RouteMatchedEvent,
+    RouteReturnedEvent,
+)
+from kyoukai.blueprint import Blueprint
+from kyoukai.route import DEFAULT_METHODS, Route
+
+if TYPE_CHECKING:
+    from kyoukai.routegroup import RouteGroup
+
+__all__ = ["Kyoukai"]
+
+logger = logging.getLogger("kyoukai")
+
+
+class Kyoukai:
+    """A Kyoukai web application.
+
+    The application holds the root :class:`~kyoukai.blueprint.Blueprint` of the routing tree
+    and processes requests: it matches them to routes, runs hooks and handlers, and turns
+    every error into a response through the error handlers.
+
+    :param application_name: The name of the application, also the root blueprint's name
+        (endpoints of root routes are ``application_name.function``).
+    :param server_name: The host (``"example.com:8080"``) used to build external URLs when
+        the request gives none.
+    :param host_matching: Match routes on the ``Host`` header. Implied by ``host``.
+    :param host: The host the root blueprint answers; ``None`` answers every host.
+    :param application_root: The path the application is mounted under; built URLs start
+        with it.
+    :param loop: The event loop to use (the running loop if omitted).
+    :param request_class: The :class:`~werkzeug.wrappers.Request` subclass for requests.
+    :param response_class: The :class:`~werkzeug.wrappers.Response` subclass for responses
+        built from handler return values.
+    :param context_class: The :class:`~kyoukai.asphalt.HTTPRequestContext` subclass for
+        request contexts.
+    """
+
+    #: The class requests are built with.
+    request_class: type[Request] = Request
+    #: The class responses are built with.
+    response_class: type[Response] = Response
+    #: The class request contexts are built with.
+    context_class: type[HTTPRequestContext] = HTTPRequestContext
+
+    #: Dispatched when a request matched a route (:class:`~kyoukai.asphalt.RouteMatchedEvent`).
+    route_matched = Signal(RouteMatchedEvent)
+    #: Dispatched just before a route runs (:class:`~kyoukai.asphalt.RouteInvokedEvent`).
+    route_invoked = Signal(RouteInvokedEvent)
+    #: Dispatched after a route returned (:class:`~kyoukai.asphalt.RouteReturnedEvent`).
+    route_returned = Signal(RouteReturnedEvent)
+    #: Dispatched by the servers when a client connects
+    #: (:class:`~kyoukai.asphalt.ConnectionMadeEvent`).
+    connection_made = Signal(ConnectionMadeEvent)
+    #: Dispatched by the servers when a connection closes
+    #: (:class:`~kyoukai.asphalt.ConnectionLostEvent`).
+    connection_lost = Signal(ConnectionLostEvent)
+
+    def __init__(
+        self,
+        application_name: str,
+        *,
+        server_name: str | None = None,
+        host_matching: bool = False,
+        host: str | None = None,
+        application_root: str | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        request_class: type[Request] | None = None,
+        response_class: type[Response] | None = None,
+        context_class: type[HTTPRequestContext] | None = None,
+    ) -> None:
+        #: The name of the application.
+        self.name = application_name
+        #: The host used for external URLs when the request gives none.
+        self.server_name = server_name
+        #: The path the application is mounted under.
+        self.application_root = application_root
+        self._loop = loop
+        if request_class is not None:
+            self.request_class = request_class
+        if response_class is not None:
+            self.response_class = response_class
+        if context_class is not None:
+            self.context_class = context_class
+        self._root = Blueprint(application_name, host_matching=host_matching, host=host)
+        # Bound signals are looked up once; a request only checks for listeners.
+        self._on_matched = self.route_matched
+        self._on_invoked = self.route_invoked
+        self._on_returned = self.route_returned
+
+    def __repr__(self) -> str:
+        return f"<Kyoukai {self.name!r}>"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop given to the constructor, or the running one."""
+        return self._loop if self._loop is not None else asyncio.get_running_loop()
+
+    @property
+    def root(self) -> Blueprint:
+        """The root blueprint of the routing tree."""
+        return self._root
+
+    # -- building the app -------------------------------------------------------------------
+
+    def route(
+        self, routing_url: str, methods: Iterable[str] = DEFAULT_METHODS, **kwargs: Any
+    ) -> Callable[[Handler | Route], Route]:
+        """Decorator: add a route to the root blueprint (see :meth:`Blueprint.route`)."""
+        return self._root.route(routing_url, methods, **kwargs)
+
+    def errorhandler(
+        self, code: int, endcode: int | None = None, step: int | None = None
+    ) -> Callable[[Callable[..., Any] | Route], Route]:
+        """Decorator: add an error handler to the root (see :meth:`Blueprint.errorhandler`)."""
+        return self._root.errorhandler(code, endcode, step)
+
+    def before_request(self, func: F) -> F:
+        """Decorator: add a pre-request hook for every route."""
+        return self._root.before_request(func)
+
+    def after_request(self, func: F) -> F:
+        """Decorator: add a post-request hook for every route."""
+        return self._root.after_request(func)
+
+    def add_hook(self, type_: str, hook: Callable[..., Any]) -> Callable[..., Any]:
+        """Add a hook for every route (see :meth:`Blueprint.add_hook`)."""
+        return self._root.add_hook(type_, hook)
+
+    def register_blueprint(self, child: Blueprint) -> Blueprint:
+        """Add ``child`` to the root blueprint.
+
+        :param child: The blueprint to add; it and its children become routable once the
+            application is finalized.
+        """
+        if not isinstance(child, Blueprint):
+            raise TypeError(f"register_blueprint() takes a Blueprint, not {child!r}")
+        return self._root.add_child(child)
+
+    def add_route_group(
+        self, group: RouteGroup | type[RouteGroup], *args: Any, **kwargs: Any
+    ) -> Blueprint:
+        """Add a route group to the root blueprint (see :meth:`Blueprint.add_route_group`)."""
+        return self._root.add_route_group(group, *args, **kwargs)
+
+    def finalize(self, **map_options: Any) -> Map:
+        """Build the routing map; call it once every route is registered.
+
+        The servers call it when they start. Afterwards the tree is frozen: adding routes
+        raises :exc:`RuntimeError`.
+
+        :param map_options: Passed to :class:`~werkzeug.routing.Map`.
+        """
+        routing_map = self._root.finalize(**map_options)
+        logger.debug(
+            "Built the routing map of %r: %d rules", self, len(list(routing_map.iter_rules()))
+        )
+        return routing_map
+
+    def url_for(
+        self, environ: dict[str, Any], endpoint: str, *, method: str | None = None, **kwargs: Any
+    ) -> str:
+        """Build the URL of ``endpoint`` relative to ``environ`` (see :meth:`Blueprint.url_for`).
+
+        ``server_name`` and ``application_root`` fill in what the environ lacks.
+        """
+        if self.server_name is not None and "HTTP_HOST" not in environ:
+            environ = {**environ, "HTTP_HOST": self.server_name}
+        if self.application_root and not environ.get("SCRIPT_NAME"):
+            environ = {**environ, "SCRIPT_NAME": self.application_root.rstrip("/")}
+        return self._root.url_for(environ, endpoint, method=method, **kwargs)
+
+    # -- processing -------------------------------------------------------------------------
+
+    def log_route(self, request: Request, code: int, elapsed: float | None = None) -> None:
+        """Log one request at INFO on the ``kyoukai`` logger: method, path, status, time.
+
+        :param request: The request.
+        :param code: The status code of its response.
+        :param elapsed: Seconds the application took, if measured.
+        """
+        if elapsed is None:
+            logger.info("%s %s -> %d", request.method, request.full_path.rstrip("?"), code)
+        else:
+            logger.info(
+                "%s %s -> %d (%.2f ms)",
+                request.method,
+                request.full_path.rstrip("?"),
+                code,
+                elapsed * 1000,
+            )
+
+    async def process_request(self, request: Request, parent_context: Context | None) -> Response:
+        """Process one request and return its response. Never raises.
+
+        Runs the request in a new request context (a child of ``parent_context``), matches it,
+        runs hooks and handler, routes errors through error handlers, closes the context
+        (tearing down request-scoped resources) and logs the request via :meth:`log_route`.
+        Backends call this; they must not log the request again.
+
+        :param request: The request.
+        :param parent_context: The context request contexts are children of.
+        """
+        log = logger.isEnabledFor(logging.INFO)
+        started = time.perf_counter() if log else 0.0
+        ctx = self.context_class(parent_context, request)
+        ctx.app = self
+        try:
+            async with ctx:
+                response = await self._respond(ctx)
+        except TeardownError:
+            # A request-scoped resource failed to clean up (a database commit, say): the
+            # client must not be told that all went well.
+            logger.exception("Teardown of %s %s failed", request.method, request.path)
+            response = InternalServerError().get_response(request.environ)  # type: ignore[assignment]
+        if log:
+            self.log_route(request, response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _respond(self, ctx: HTTPRequestContext) -> Response:
+        environ = ctx.environ
+        try:
+            try:
+                route, params, rule = self._root.match(environ)
+            except RequestRedirect as redirect:
+                # Strict slashes: a temporary redirect keeps the method and body.
+                return self.response_class(status=307, headers={"Location": redirect.new_url})
+            except MethodNotAllowed as exc:
+                return self._method_not_allowed(ctx, exc)
+            ctx.route, ctx.params, ctx.rule, ctx.bp = route, params, rule, route.bp
+            if self._on_matched.listeners:
+                self._on_matched.dispatch(ctx=ctx)
+            if self._on_invoked.listeners:
+                self._on_invoked.dispatch(ctx=ctx)
+            response = await route.invoke(ctx, params=params)
+            if self._on_returned.listeners:
+                self._on_returned.dispatch(ctx=ctx, result=response)
+            return response
+        except HTTPException as exc:
+            logger.debug(
+                "HTTP exception in %s %s", ctx.request.method, ctx.request.path, exc_info=True
+            )
+            return await self.handle_httpexception(ctx, exc, environ)
+        except Exception as exc:
+            logger.exception("Unhandled exception in %s %s", ctx.request.method, ctx.request.path)
+            error = InternalServerError(original_exception=exc)
+            return await self.handle_httpexception(ctx, error, environ)
+
+    def _method_not_allowed(self, ctx: HTTPRequestContext, exc: MethodNotAllowed) -> Response:
+        allowed = sorted({*(exc.valid_methods or ()), "OPTIONS"})
+        if ctx.request.method == "OPTIONS":
+            return self.response_class(status=200, headers={"Allow": ", ".join(allowed)})
+        raise MethodNotAllowed(valid_methods=allowed)
+
+    async def handle_httpexception(
+        self,
+        ctx: HTTPRequestContext,
+        exception: HTTPException,
+        environ: dict[str, Any] | None = None,
+    ) -> Response:
+        """Turn an HTTP exception into a response, through the nearest error handler.
+
+        The handler is looked up by status code from the matched route's blueprint up to the
+        root (for unmatched requests, from the blueprint whose prefix fits the path). With no
+        handler, Werkzeug's default error page is sent. If the handler itself fails, the
+        failure goes to the 500 handler; if that fails too, a plain 500 is sent.
+
+        :param ctx: The request context.
+        :param exception: The exception to handle.
+        :param environ: The WSGI environ (the request's if omitted).
+        """
+        return await self._handle_error(ctx, exception, environ or ctx.environ, nested=False)
+
+    async def _handle_error(
+        self,
+        ctx: HTTPRequestContext,
+        exception: HTTPException,
+        environ: dict[str, Any],
+        *,
+        nested: bool,
+    ) -> Response:
+        bp = ctx.bp if ctx.bp is not None else self._root.find_blueprint_for_path(ctx.request.path)
+        handler = bp.get_errorhandler(exception) if exception.code is not None else None
+        if handler is None:
+            return exception.get_response(environ)  # type: ignore[return-value]
+        try:
+            response = await handler.invoke_function(
+                ctx, [], [], {}, (exception,), default_status=exception.code
+            )
+        except Exception as exc:
+            logger.exception("Error handler %r failed", handler)
+            if nested:
+                return InternalServerError().get_response(environ)  # type: ignore[return-value]
+            error = (
+                exc
+                if isinstance(exc, HTTPException)
+                else InternalServerError(original_exception=exc)
+            )
+            return await self._handle_error(ctx, error, environ, nested=True)
+        if isinstance(exception, MethodNotAllowed) and "Allow" not in response.headers:
+            response.headers["Allow"] = ", ".join(exception.valid_methods or ())
+        return response
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        ip: str = "127.0.0.1",
+        port: int = 4444,
+        *,
+        component: Any = None,
+        **server_options: Any,
+    ) -> None:
+        """Serve the application with the built-in HTTP server until SIGINT or SIGTERM.
+
+        :param ip: The address to listen on.
+        :param port: The port to listen on.
+        :param component: A :class:`~kyoukai.asphalt.KyoukaiComponent` to take settings from.
+        :param server_options: Server settings (limits, timeouts, ``ssl``); see the server
+            documentation.
+        """
+        from kyoukai.backends.httptools_ import run_server
+
+        run_server(self, ip, port, component=component, **server_options)
+
+    async def start(
+        self,
+        ip: str = "127.0.0.1",
+        port: int = 4444,
+        *,
+        component: Any = None,
+        base_context: Context | None = None,
+        **server_options: Any,
+    ) -> Any:
+        """Start the built-in HTTP server in the running event loop and return its handle.
+
+        :param ip: The address to listen on.
+        :param port: The port to listen on (``0`` picks a free one; see the handle's ``port``).
+        :param component: A :class:`~kyoukai.asphalt.KyoukaiComponent` to take settings from.
+        :param base_context: The parent context of every request context.
+        :param server_options: Server settings (limits, timeouts, ``ssl``).
+        :return: The server handle; ``await handle.stop()`` shuts it down gracefully.
+        """
+        from kyoukai.backends.httptools_ import start_server
+
+        return await start_server(
+            self, ip, port, component=component, base_context=base_context, **server_options
+        )

@@ -1,0 +1,108 @@
+"""Limits and timeouts of the built-in HTTP/1.1 server, with their defaults.
+
+Every limit the server enforces lives here, so that ``Kyoukai.run()``, ``Kyoukai.start()`` and
+the Asphalt component configuration accept the same names. The defaults follow the trusted
+servers (nginx, gunicorn, uvicorn, hypercorn, aiohttp); ``docs/server.md`` explains each one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ServerSettings"]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Limits and timeouts for one server; immutable, shared by all its connections.
+
+    Sizes are in bytes and timeouts in seconds. Each breach of a limit is answered with the
+    status named below and the connection is closed; the application never sees the request.
+    """
+
+    #: Longest request target (the path and query of the request line); longer gets **414**.
+    max_request_line_size: int = 8 * KiB
+    #: Longest single header field line (name and value); longer gets **431**.
+    max_header_line_size: int = 8 * KiB
+    #: Most header fields in one request (and trailer fields after a chunked body); **431**.
+    max_header_count: int = 100
+    #: Largest request head (request line and all header lines), counted on the raw bytes as
+    #: they arrive, before the parser buffers them; larger gets **431**.
+    max_head_size: int = 32 * KiB
+    #: Largest request body, counted on the wire for ``Content-Length`` and chunked bodies
+    #: alike, and again after ``Content-Encoding`` is decoded; larger gets **413**.
+    max_body_size: int = 16 * MiB
+    #: Most stacked ``Content-Encoding`` codings the server decodes; more gets **415**, as does
+    #: any coding other than ``gzip``, ``deflate`` and ``identity``.
+    max_content_codings: int = 2
+    #: Requests parsed and waiting for their response on one connection before the server stops
+    #: reading from it (pipelining).
+    max_pipelined_requests: int = 32
+    #: Absolute deadline for a complete request head, from the accept (first request) or from
+    #: its first byte (later requests); a slower client gets **408** and is closed.
+    request_timeout: float = 30.0
+    #: Longest pause between two reads of a request body; a slower client gets **408**.
+    body_timeout: float = 60.0
+    #: How long an idle keep-alive connection is kept open waiting for the next request.
+    keep_alive_timeout: float = 5.0
+    #: How long a response write may make no progress (a client that does not read) before the
+    #: connection is dropped.
+    write_timeout: float = 60.0
+    #: Optional deadline for the application to produce a response; ``None`` disables it.
+    #: A handler that runs longer is cancelled and the client gets **503**.
+    handler_timeout: float | None = None
+    #: Most open connections; a connection beyond the cap gets **503** and is closed.
+    max_connections: int = 10_000
+    #: Grace period of a graceful shutdown: in-flight requests may finish within it, then the
+    #: remaining connections are closed.
+    shutdown_timeout: float = 15.0
+    #: Deadline for the TLS handshake when the server runs with an ``ssl`` context.
+    tls_handshake_timeout: float = 10.0
+    #: Bytes the server buffers for a client before it waits for the client to read
+    #: (the transport's high-water mark); the low-water mark is a quarter of it.
+    write_buffer_size: int = 64 * KiB
+    #: Length of the listen queue handed to ``listen()``.
+    backlog: int = 1024
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None and field.name == "handler_timeout":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"server setting {field.name!r} must be a number, not {value!r}")
+            if value <= 0:
+                raise ValueError(f"server setting {field.name!r} must be positive, not {value!r}")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> ServerSettings:
+        """Build settings from keyword options, as passed to ``run()`` or ``start()``.
+
+        :param options: Setting names mapped to values; missing names keep their default.
+        :raises TypeError: If a name is not a setting; the message lists the valid names.
+        """
+        names = cls.field_names()
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise TypeError(
+                f"unknown server option(s) {', '.join(map(repr, unknown))}; "
+                f"valid options are: {', '.join(names)}"
+            )
+        return cls(**options)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """The names of all settings, in declaration order."""
+        return [field.name for field in dataclasses.fields(cls)]
+
+    @property
+    def min_timeout(self) -> float:
+        """The shortest timeout, which sets how often the server checks its deadlines."""
+        timeouts = [self.request_timeout, self.body_timeout, self.keep_alive_timeout]
+        timeouts.append(self.write_timeout)
+        return min(timeouts)

@@ -1,0 +1,460 @@
+"""Blueprints: the tree that holds routes, prefixes, hosts, hooks and error handlers.
+
+Every application has a root blueprint; other blueprints are its children (or their
+children), and inherit their parent's URL prefix, host, request hooks and error handlers.
+Finalizing the root builds one Werkzeug :class:`~werkzeug.routing.Map` for the whole tree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Map, MapAdapter, Rule, Submount
+
+from kyoukai._types import F, Handler, HookType
+from kyoukai.route import DEFAULT_METHODS, Route, check_hook_type
+
+if TYPE_CHECKING:
+    from kyoukai.routegroup import RouteGroup
+
+__all__ = ["Blueprint"]
+
+#: How many bound map adapters (one per host and scheme) the root keeps before starting over.
+ADAPTER_CACHE_SIZE = 128
+
+
+class Blueprint:
+    """A container of routes, and a node in the application's blueprint tree.
+
+    :param name: The name of the blueprint; endpoints are named ``name.function``.
+    :param parent: The parent blueprint. The child is added to it.
+    :param prefix: A URL prefix for every route of this blueprint and its children,
+        added after the parents' prefixes.
+    :param host_matching: Match routes on the ``Host`` header (set it on the root).
+        Implied when any blueprint in the tree has a ``host``.
+    :param host: The host this blueprint's routes answer; inherited by children that do not
+        set their own. ``None`` answers every host.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        parent: Blueprint | None = None,
+        prefix: str = "",
+        *,
+        host_matching: bool = False,
+        host: str | None = None,
+    ) -> None:
+        #: The name of the blueprint.
+        self.name = name
+        self._prefix = prefix
+        self._host = host
+        #: Whether the routing map matches on the ``Host`` header.
+        self.host_matching = host_matching or host is not None
+        self._parent: Blueprint | None = None
+        #: Child blueprints, in the order they were added.
+        self.children: list[Blueprint] = []
+        #: Routes added to this blueprint.
+        self.routes: list[Route] = []
+        #: Error handlers by status code.
+        self.errorhandlers: dict[int, Route] = {}
+        #: Blueprint-level hooks by type.
+        self.hooks: dict[str, list[Callable[..., Any]]] = {"pre": [], "post": []}
+        #: ``True`` once the tree was finalized; routes can no longer be added.
+        self.finalized = False
+        #: The routing map built by :meth:`finalize` (the root's covers the whole tree).
+        self.map: Map | None = None
+        self._host_map: Map | None = None
+        self._endpoints: dict[str, Route] = {}
+        self._adapters: dict[tuple[str, str, str], tuple[MapAdapter, MapAdapter | None]] = {}
+        if parent is not None:
+            parent.add_child(self)
+
+    def __repr__(self) -> str:
+        return f"<Blueprint {self.name!r} prefix={self.computed_prefix!r}>"
+
+    # -- the tree ---------------------------------------------------------------------------
+
+    @property
+    def parent(self) -> Blueprint | None:
+        """The parent blueprint, or ``None`` for a root."""
+        return self._parent
+
+    @parent.setter
+    def parent(self, parent: Blueprint | None) -> None:
+        self._parent = parent
+
+    def add_child(self, blueprint: Blueprint) -> Blueprint:
+        """Add ``blueprint`` as a child of this one; it inherits prefix, host, hooks and errors.
+
+        :return: The child.
+        :raises RuntimeError: If this tree was already finalized.
+        :raises ValueError: If the child already has another parent.
+        """
+        self.check_not_finalized(f"add the blueprint {blueprint.name!r}")
+        if blueprint._parent is not None and blueprint._parent is not self:
+            raise ValueError(
+                f"{blueprint!r} already belongs to {blueprint._parent!r}; "
+                "a blueprint has one parent"
+            )
+        if blueprint not in self.children:
+            self.children.append(blueprint)
+        blueprint._parent = self
+        blueprint._clear_hook_caches()
+        return blueprint
+
+    def traverse_tree(self) -> Generator[Blueprint, None, None]:
+        """Yield this blueprint and every descendant, parents before children."""
+        yield self
+        for child in self.children:
+            yield from child.traverse_tree()
+
+    @property
+    def tree_routes(self) -> Generator[Route, None, None]:
+        """Yield every route of the tree, parents' routes before children's."""
+        for bp in self.traverse_tree():
+            yield from bp.routes
+
+    @property
+    def depth(self) -> int:
+        """How deep this blueprint is in the tree (the root is 0)."""
+        return 0 if self._parent is None else self._parent.depth + 1
+
+    @property
+    def tree_path(self) -> list[Blueprint]:
+        """The blueprints from the root down to this one."""
+        return [*self._parent.tree_path, self] if self._parent is not None else [self]
+
+    @property
+    def prefix(self) -> str:
+        """This blueprint's own URL prefix."""
+        return self._prefix
+
+    @property
+    def computed_prefix(self) -> str:
+        """The full URL prefix: the parents' prefixes followed by this one's."""
+        if self._parent is None:
+            return self._prefix
+        return self._parent.computed_prefix + self._prefix
+
+    @property
+    def host(self) -> str | None:
+        """The host of this blueprint, or of the nearest parent that has one."""
+        if self._host is not None or self._parent is None:
+            return self._host
+        return self._parent.host
+
+    def _root(self) -> Blueprint:
+        bp = self
+        while bp._parent is not None:
+            bp = bp._parent
+        return bp
+
+    def check_not_finalized(self, action: str) -> None:
+        """Raise a :exc:`RuntimeError` explaining why ``action`` is too late."""
+        if self.finalized:
+            raise RuntimeError(
+                f"cannot {action}: the application was already finalized (it finalizes when "
+                "it starts serving). Register every route, blueprint and route group before "
+                "finalize() or the server starts."
+            )
+
+    # -- routes -----------------------------------------------------------------------------
+
+    def wrap_route(self, cbl: Handler, *args: Any, **kwargs: Any) -> Route:
+        """Wrap a callable in a :class:`Route` (keyword arguments go to :class:`Route`)."""
+        return Route(cbl, *args, **kwargs)
+
+    def add_route(
+        self, route: Route, routing_url: str, methods: Iterable[str] = DEFAULT_METHODS
+    ) -> Route:
+        """Add ``route`` under ``routing_url`` to this blueprint.
+
+        :param route: A route from :meth:`wrap_route` (or a :class:`Route` made directly).
+        :param routing_url: A Werkzeug routing URL, e.g. ``"/users/<int:id>"``.
+        :param methods: The methods this path answers.
+        :return: The route, unchanged.
+        :raises ValueError: If the route already belongs to another blueprint.
+        """
+        self.check_not_finalized(f"add the route {routing_url!r}")
+        if route.bp is not None and route.bp is not self:
+            raise ValueError(f"{route!r} already belongs to {route.bp!r}; wrap the function again")
+        route.bp = self
+        route.add_path(routing_url, methods)
+        if route not in self.routes:
+            self.routes.append(route)
+        return route
+
+    def route(
+        self, routing_url: str, methods: Iterable[str] = DEFAULT_METHODS, **kwargs: Any
+    ) -> Callable[[Handler | Route], Route]:
+        """Decorator: add the function (or an existing :class:`Route`) under ``routing_url``.
+
+        Stacking the decorator adds each path, with its own methods, to the same route.
+        Keyword arguments (``endpoint``, ``reverse_hooks``, ...) go to :class:`Route`.
+        """
+
+        def decorator(func: Handler | Route) -> Route:
+            route = func if isinstance(func, Route) else self.wrap_route(func, **kwargs)
+            return self.add_route(route, routing_url, methods)
+
+        return decorator
+
+    def add_route_group(
+        self, group: RouteGroup | type[RouteGroup], *args: Any, **kwargs: Any
+    ) -> Blueprint:
+        """Add a route group's blueprint as a child of this one.
+
+        :param group: A route group instance, or a route group class to instantiate with
+            ``args`` and ``kwargs``.
+        :return: The group's blueprint.
+        """
+        from kyoukai.routegroup import get_rg_bp
+
+        if isinstance(group, type):
+            group = group(*args, **kwargs)
+        return self.add_child(get_rg_bp(group))
+
+    def get_route(self, endpoint: str) -> Route | None:
+        """The route of the tree with the endpoint ``endpoint``, or ``None``."""
+        for route in self.tree_routes:
+            if route.get_endpoint_name() == endpoint:
+                return route
+        return None
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def add_hook(self, type_: HookType | str, hook: Callable[..., Any]) -> Callable[..., Any]:
+        """Add a hook for every route of this blueprint and its children.
+
+        :param type_: ``"pre"`` (``hook(ctx)``, may return a new context) or ``"post"``
+            (``hook(ctx, response)``, may return a new response).
+        :param hook: The hook, a coroutine function or a plain function.
+        """
+        check_hook_type(type_)
+        self.hooks[type_].append(hook)
+        self._clear_hook_caches()
+        return hook
+
+    def before_request(self, func: F) -> F:
+        """Decorator: add a pre-request hook."""
+        self.add_hook("pre", func)
+        return func
+
+    def after_request(self, func: F) -> F:
+        """Decorator: add a post-request hook."""
+        self.add_hook("post", func)
+        return func
+
+    def get_hooks(self, type_: HookType | str) -> list[Callable[..., Any]]:
+        """Hooks of one type for this blueprint, the parents' first (root to here)."""
+        check_hook_type(type_)
+        inherited = self._parent.get_hooks(type_) if self._parent is not None else []
+        return inherited + self.hooks[type_]
+
+    def _clear_hook_caches(self) -> None:
+        for route in self.tree_routes:
+            route.clear_hook_cache()
+
+    # -- error handlers ---------------------------------------------------------------------
+
+    def add_errorhandler(
+        self,
+        cbl: Callable[..., Any] | Route,
+        startcode: int,
+        endcode: int | None = None,
+        step: int | None = None,
+    ) -> Route:
+        """Handle the status ``startcode`` (or the range ``startcode`` to ``endcode``, exclusive).
+
+        The handler is called as ``handler(ctx, exception)``; its return value becomes the
+        response, with the error's status unless it sets one. Error handlers run no hooks and
+        convert no arguments. One blueprint has one handler per code.
+
+        :return: The error handler's :class:`Route`.
+        """
+        if isinstance(cbl, Route):
+            route = cbl
+        else:
+            route = Route(cbl, should_invoke_hooks=False, do_argument_checking=False)
+        if route.bp is None:
+            route.bp = self
+        codes = range(startcode, endcode, step or 1) if endcode is not None else (startcode,)
+        for code in codes:
+            self.errorhandlers[code] = route
+        return route
+
+    def errorhandler(
+        self, code: int, endcode: int | None = None, step: int | None = None
+    ) -> Callable[[Callable[..., Any] | Route], Route]:
+        """Decorator: handle the status ``code`` (or a range up to ``endcode``, exclusive).
+
+        Stack it to handle several codes with one function.
+        """
+
+        def decorator(func: Callable[..., Any] | Route) -> Route:
+            return self.add_errorhandler(func, code, endcode, step)
+
+        return decorator
+
+    def get_errorhandler(self, exc: HTTPException | int) -> Route | None:
+        """The handler for an error here or, failing that, in the nearest parent.
+
+        :param exc: An :class:`~werkzeug.exceptions.HTTPException` or a status code.
+        """
+        code = exc if isinstance(exc, int) else exc.code
+        bp: Blueprint | None = self
+        while bp is not None:
+            handler = bp.errorhandlers.get(code)  # type: ignore[arg-type]
+            if handler is not None:
+                return handler
+            bp = bp._parent
+        return None
+
+    def find_blueprint_for_path(self, path: str) -> Blueprint:
+        """The deepest blueprint whose prefix starts ``path`` (this one if none does).
+
+        Used to pick the error handlers of a request that matched no route.
+        """
+        best = self
+        best_length = len(self.computed_prefix)
+        for bp in self.traverse_tree():
+            prefix = bp.computed_prefix
+            if prefix and len(prefix) > best_length and path.startswith(prefix):
+                best, best_length = bp, len(prefix)
+        return best
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def get_submount(self) -> Submount:
+        """A :class:`~werkzeug.routing.Submount` of this blueprint's routes and children."""
+        rules: list[Any] = [route.get_submount() for route in self.routes]
+        rules.extend(child.get_submount() for child in self.children)
+        return Submount(self._prefix, rules)
+
+    def _rules(self, hosted: bool) -> list[Rule]:
+        rules: list[Rule] = []
+        for bp in self.traverse_tree():
+            host = bp.host
+            if (host is not None) != hosted:
+                continue
+            prefix = bp.computed_prefix
+            for route in bp.routes:
+                rules.extend(route.get_rules(prefix, host))
+        return rules
+
+    def finalize(self, **map_options: Any) -> Map:
+        """Build the routing map of the tree under this blueprint and freeze the tree.
+
+        Routes of blueprints with a host go into a host-matching map that is tried first;
+        every other route answers any host.
+
+        :param map_options: Passed to :class:`~werkzeug.routing.Map` (``strict_slashes``,
+            ``converters``, ...).
+        :return: The routing map.
+        :raises ValueError: If two routes share an endpoint name.
+        """
+        endpoints: dict[str, Route] = {}
+        for route in self.tree_routes:
+            name = route.get_endpoint_name()
+            if name in endpoints and endpoints[name] is not route:
+                raise ValueError(
+                    f"the endpoint {name!r} is used by {endpoints[name]!r} and {route!r}; "
+                    "give one of them endpoint= or rename the function"
+                )
+            endpoints[name] = route
+            for url, _ in route.routes:
+                route.check_route_args(dict.fromkeys(_rule_args(url)))
+        hosted_rules = self._rules(hosted=True)
+        self.map = Map(self._rules(hosted=False), **map_options)
+        self._host_map = (
+            Map(hosted_rules, host_matching=True, **map_options) if hosted_rules else None
+        )
+        self._endpoints = endpoints
+        self._adapters = {}
+        for bp in self.traverse_tree():
+            bp.finalized = True
+        return self.map
+
+    def _bind(self, environ: dict[str, Any]) -> tuple[MapAdapter, MapAdapter | None]:
+        """Map adapters for this request's host and scheme, cached (bounded)."""
+        key = (
+            environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
+            environ.get("wsgi.url_scheme", "http"),
+            environ.get("SCRIPT_NAME", ""),
+        )
+        adapters = self._adapters.get(key)
+        if adapters is None:
+            if self.map is None:
+                raise RuntimeError("the routing map is not built yet: call app.finalize() first")
+            host_adapter = None
+            if self._host_map is not None:
+                host_adapter = self._host_map.bind_to_environ(environ)
+            adapters = (self.map.bind_to_environ(environ), host_adapter)
+            if len(self._adapters) >= ADAPTER_CACHE_SIZE:
+                self._adapters.clear()
+            self._adapters[key] = adapters
+        return adapters
+
+    def match(self, environment: dict[str, Any]) -> tuple[Route, dict[str, Any], Rule]:
+        """Match a WSGI environ against the routing map.
+
+        :return: ``(route, params, rule)``.
+        :raises werkzeug.exceptions.NotFound: If nothing matches.
+        :raises werkzeug.exceptions.MethodNotAllowed: If the path matches but not the method.
+        :raises werkzeug.routing.RequestRedirect: If the path needs a trailing slash.
+        """
+        adapter, host_adapter = self._bind(environment)
+        path = environment.get("PATH_INFO") or "/"
+        method = environment.get("REQUEST_METHOD", "GET")
+        query = environment.get("QUERY_STRING", "")
+        if host_adapter is not None:
+            try:
+                rule, params = host_adapter.match(path, method, return_rule=True, query_args=query)
+            except NotFound:
+                pass
+            else:
+                return self._endpoints[rule.endpoint], params, rule
+        rule, params = adapter.match(path, method, return_rule=True, query_args=query)
+        return self._endpoints[rule.endpoint], params, rule
+
+    def url_for(
+        self,
+        environment: dict[str, Any],
+        endpoint: str,
+        *,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Build the URL of ``endpoint``, Flask style.
+
+        Prefer :meth:`HTTPRequestContext.url_for`, which passes the request's environ.
+
+        :param environment: The WSGI environ to build relative to.
+        :param endpoint: ``blueprint.function`` or a custom endpoint name.
+        :param method: The method the URL is for, when paths differ by method.
+        :param kwargs: Path parameters; ``force_external=True`` builds an absolute URL.
+            Other unknown keys become the query string.
+        :raises werkzeug.routing.BuildError: If the URL cannot be built.
+        """
+        root = self._root()
+        if root.map is None:
+            raise RuntimeError("the routing map is not built yet: call app.finalize() first")
+        force_external = bool(kwargs.pop("force_external", False))
+        adapter, host_adapter = root._bind(environment)
+        if host_adapter is not None:
+            route = root._endpoints.get(endpoint)
+            if route is not None and route.bp is not None and route.bp.host is not None:
+                adapter = host_adapter
+        return adapter.build(endpoint, kwargs, method=method, force_external=force_external)
+
+
+_RULE_ARGUMENT = re.compile(r"<(?:[^<>]*:)?([A-Za-z_][A-Za-z0-9_]*)>")
+
+
+def _rule_args(url: str) -> list[str]:
+    """The parameter names of a routing URL, e.g. ``["id"]`` for ``/users/<int:id>``."""
+    return _RULE_ARGUMENT.findall(url)

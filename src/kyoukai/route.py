@@ -1,0 +1,349 @@
+"""Routes: a handler wrapped with its paths, its hooks and its argument conversion."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import BadRequest
+from werkzeug.routing import Rule, Submount
+from werkzeug.wrappers import Response
+
+from kyoukai._types import F, Handler, HookType
+from kyoukai.util import wrap_response
+
+if TYPE_CHECKING:
+    from kyoukai.asphalt import HTTPRequestContext
+    from kyoukai.blueprint import Blueprint
+
+__all__ = ["DEFAULT_METHODS", "Route"]
+
+#: The methods a path answers when none are given. Werkzeug adds ``HEAD`` to any ``GET`` rule.
+DEFAULT_METHODS: tuple[str, ...] = ("GET", "HEAD")
+
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def _to_bool(value: Any) -> bool:
+    text = str(value).lower()
+    if text in _TRUE_WORDS:
+        return True
+    if text in _FALSE_WORDS:
+        return False
+    raise ValueError(f"{value!r} is not a boolean")
+
+
+def check_hook_type(type_: str) -> None:
+    """Raise a :exc:`ValueError` unless ``type_`` names a hook type."""
+    if type_ not in ("pre", "post"):
+        raise ValueError(f"unknown hook type {type_!r}: use 'pre' or 'post'")
+
+
+class _Signature:
+    """What argument checking needs to know about a handler, computed once."""
+
+    __slots__ = ("accepts_any", "converters", "names", "required")
+
+    def __init__(self, function: Callable[..., Any], skip: int) -> None:
+        try:
+            signature = inspect.signature(function, eval_str=True)
+        except (NameError, TypeError, ValueError):
+            signature = inspect.signature(function)
+        params = list(signature.parameters.values())[skip:]
+        kinds = inspect.Parameter
+        #: ``True`` when the handler takes ``**kwargs``.
+        self.accepts_any = any(p.kind is kinds.VAR_KEYWORD for p in params)
+        named = [p for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
+        self.names = frozenset(p.name for p in named)
+        self.required = frozenset(p.name for p in named if p.default is kinds.empty)
+        self.converters: dict[str, Callable[[Any], Any]] = {}
+        for param in named:
+            converter = self._converter_for(param.annotation)
+            if converter is not None:
+                self.converters[param.name] = converter
+
+    @staticmethod
+    def _converter_for(annotation: Any) -> Callable[[Any], Any] | None:
+        if annotation is inspect.Parameter.empty or annotation is Any:
+            return None
+        if annotation is bool:
+            return _to_bool
+        if isinstance(annotation, type):
+            return annotation
+        if inspect.isfunction(annotation) or inspect.ismethod(annotation):
+            return annotation  # a converter function, possibly async
+        return None  # typing constructs (list[int], Optional[...]) are documentation only
+
+
+class Route:
+    """A handler function wrapped for routing.
+
+    A route remembers the paths it is reachable under (each with its own methods), its
+    route-level hooks, and how to check and convert the path parameters passed to it.
+    Create one with :meth:`Blueprint.route` or :meth:`Blueprint.wrap_route`.
+
+    :param function: The handler: ``handler(ctx, **path_params)``, a coroutine function or a
+        plain function.
+    :param reverse_hooks: Run the blueprint hooks child-to-parent instead of parent-to-child.
+    :param should_invoke_hooks: Run request hooks at all (``False`` for error handlers).
+    :param do_argument_checking: Check that path parameters fit the handler's signature, and
+        convert them to the handler's annotations.
+    :param endpoint: A custom endpoint name for URL building, instead of ``blueprint.function``.
+    """
+
+    def __init__(
+        self,
+        function: Handler,
+        *,
+        reverse_hooks: bool = False,
+        should_invoke_hooks: bool = True,
+        do_argument_checking: bool = True,
+        endpoint: str | None = None,
+    ) -> None:
+        if not callable(function):
+            raise TypeError(f"a route needs a callable, not {function!r}")
+        self._callable = function
+        #: Run the blueprint hooks child-to-parent instead of parent-to-child.
+        self.reverse_hooks = reverse_hooks
+        #: Run request hooks for this route.
+        self.should_invoke_hooks = should_invoke_hooks
+        #: Check and convert path parameters against the handler's signature.
+        self.do_argument_checking = do_argument_checking
+        #: The custom endpoint name, if one was given.
+        self.endpoint = endpoint
+        #: ``(routing_url, methods)`` pairs this route is reachable under.
+        self.routes: list[tuple[str, tuple[str, ...]]] = []
+        #: Route-level hooks, by type (``"pre"`` or ``"post"``).
+        self.hooks: dict[str, list[Callable[..., Any]]] = {"pre": [], "post": []}
+        #: The blueprint this route was added to.
+        self.bp: Blueprint | None = None
+        self._signature: _Signature | None = None
+        self._hook_cache: tuple[list[Callable[..., Any]], list[Callable[..., Any]]] | None = None
+        self.__name__ = getattr(function, "__name__", type(function).__name__)
+        self.__qualname__ = getattr(function, "__qualname__", self.__name__)
+        self.__doc__ = getattr(function, "__doc__", None)
+        self.__wrapped__ = function
+
+    def __repr__(self) -> str:
+        paths = ", ".join(url for url, _ in self.routes) or "no paths"
+        return f"<Route {self.__qualname__} ({paths})>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the wrapped handler directly, bypassing hooks and checking."""
+        return self._callable(*args, **kwargs)
+
+    @property
+    def callable(self) -> Handler:
+        """The wrapped handler."""
+        return self._callable
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def add_path(self, url: str, methods: Iterable[str] = DEFAULT_METHODS) -> Route:
+        """Make this route reachable under another routing URL, with its own methods.
+
+        :param url: A Werkzeug routing URL, e.g. ``"/users/<int:id>"``.
+        :param methods: The methods this path answers (``GET`` and ``HEAD`` by default).
+        :raises RuntimeError: If the application was already finalized.
+        """
+        if self.bp is not None:
+            self.bp.check_not_finalized(f"add the path {url!r} to {self!r}")
+        if isinstance(methods, str):
+            methods = (methods,)
+        self.routes.append((url, tuple(m.upper() for m in methods)))
+        return self
+
+    def get_endpoint_name(self, bp: Blueprint | None = None) -> str:
+        """The endpoint used for URL building: ``blueprint_name.function_name`` by default.
+
+        :param bp: The blueprint to name the endpoint after (this route's blueprint if omitted).
+        """
+        if self.endpoint is not None:
+            return self.endpoint
+        bp = bp if bp is not None else self.bp
+        if bp is None:
+            return self.__name__
+        return f"{bp.name}.{self.__name__}"
+
+    def get_rules(self, prefix: str = "", host: str | None = None) -> list[Rule]:
+        """Werkzeug rules for every path of this route, under ``prefix``."""
+        endpoint = self.get_endpoint_name()
+        return [
+            Rule(prefix + url, methods=methods, endpoint=endpoint, host=host)
+            for url, methods in self.routes
+        ]
+
+    def get_submount(self) -> Submount:
+        """A :class:`~werkzeug.routing.Submount` holding this route's rules (no prefix)."""
+        return Submount("", self.get_rules())
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def add_hook(self, type_: HookType | str, hook: Callable[..., Any]) -> Callable[..., Any]:
+        """Add a route-level hook, run after the blueprint hooks of the same type.
+
+        :param type_: ``"pre"`` (``hook(ctx)``) or ``"post"`` (``hook(ctx, response)``).
+        :param hook: The hook, a coroutine function or a plain function.
+        """
+        check_hook_type(type_)
+        self.hooks[type_].append(hook)
+        self._hook_cache = None
+        return hook
+
+    def before_request(self, func: F) -> F:
+        """Decorator: add a route-level pre-request hook."""
+        self.add_hook("pre", func)
+        return func
+
+    def after_request(self, func: F) -> F:
+        """Decorator: add a route-level post-request hook."""
+        self.add_hook("post", func)
+        return func
+
+    def get_hooks(self, type_: HookType | str) -> list[Callable[..., Any]]:
+        """The route-level hooks of one type, in the order they were added."""
+        check_hook_type(type_)
+        return self.hooks[type_]
+
+    def _resolved_hooks(self) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
+        """Blueprint hooks (parent to child) then route hooks, cached until hooks change."""
+        if self._hook_cache is None:
+            chains: list[list[Callable[..., Any]]] = []
+            for type_ in ("pre", "post"):
+                inherited = list(self.bp.get_hooks(type_)) if self.bp is not None else []
+                if self.reverse_hooks:
+                    inherited.reverse()
+                chains.append(inherited + self.hooks[type_])
+            self._hook_cache = (chains[0], chains[1])
+        return self._hook_cache
+
+    def clear_hook_cache(self) -> None:
+        """Forget the resolved hook chain (called when a blueprint above gains a hook)."""
+        self._hook_cache = None
+
+    # -- arguments --------------------------------------------------------------------------
+
+    def _get_signature(self) -> _Signature:
+        if self._signature is None:
+            self._signature = _Signature(self._callable, skip=1)
+        return self._signature
+
+    def check_route_args(self, params: Mapping[str, Any] | None = None) -> None:
+        """Check that the path parameters fit the handler's signature.
+
+        :param params: The parameters the route matched with.
+        :raises TypeError: If a required handler argument has no parameter, or a parameter
+            has no handler argument to go to.
+        """
+        if not self.do_argument_checking:
+            return
+        signature = self._get_signature()
+        given = set(params or ())
+        missing = signature.required - given
+        if missing:
+            raise TypeError(
+                f"{self!r} needs the argument(s) {', '.join(sorted(missing))}, but its paths "
+                f"give only {', '.join(sorted(given)) or 'none'}: add them to the routing URL "
+                "or give them defaults"
+            )
+        if not signature.accepts_any:
+            unexpected = given - signature.names
+            if unexpected:
+                raise TypeError(
+                    f"{self!r} gets the path parameter(s) {', '.join(sorted(unexpected))} "
+                    "but its handler does not accept them: add them to its signature"
+                )
+
+    async def _convert_params(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Convert parameters to the handler's annotations; a failure is a 400."""
+        converters = self._get_signature().converters
+        if not converters:
+            return params
+        converted = dict(params)
+        for name, converter in converters.items():
+            if name not in converted:
+                continue
+            value = converted[name]
+            if isinstance(converter, type) and isinstance(value, converter):
+                continue
+            try:
+                result = converter(value)
+                if inspect.isawaitable(result):
+                    result = await result
+            except (ValueError, TypeError) as exc:
+                raise BadRequest(f"Invalid value for {name!r}: {exc}") from exc
+            converted[name] = result
+        return converted
+
+    # -- invocation -------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        ctx: HTTPRequestContext,
+        args: Iterable[Any] = (),
+        params: Mapping[str, Any] | None = None,
+    ) -> Response:
+        """Run the route: pre hooks, the handler, response wrapping, post hooks.
+
+        :param ctx: The request context.
+        :param args: Extra positional arguments after ``ctx`` (error handlers get the exception).
+        :param params: The path parameters, passed as keyword arguments.
+        :return: The response, after the post hooks.
+        """
+        if self.should_invoke_hooks:
+            pre_hooks, post_hooks = self._resolved_hooks()
+        else:
+            pre_hooks = post_hooks = []
+        return await self.invoke_function(ctx, pre_hooks, post_hooks, params or {}, args)
+
+    async def invoke_function(
+        self,
+        ctx: HTTPRequestContext,
+        pre_hooks: list[Callable[..., Any]],
+        post_hooks: list[Callable[..., Any]],
+        params: Mapping[str, Any],
+        args: Iterable[Any] = (),
+        default_status: int | None = None,
+    ) -> Response:
+        """Run the hooks given and the handler.
+
+        :param ctx: The request context.
+        :param pre_hooks: Hooks run before the handler; one may return a replacement context.
+        :param post_hooks: Hooks run after; one may return a replacement response.
+        :param params: Keyword arguments for the handler.
+        :param args: Positional arguments for the handler after ``ctx``.
+        :param default_status: The status of a response built from a bare body (error handlers
+            use the error's code).
+        """
+        for hook in pre_hooks:
+            new_ctx = hook(ctx)
+            if inspect.isawaitable(new_ctx):
+                new_ctx = await new_ctx
+            if new_ctx is not None:
+                ctx = new_ctx
+        kwargs = params
+        if self.do_argument_checking and kwargs:
+            kwargs = await self._convert_params(kwargs)
+        result = self._callable(ctx, *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        response_class = ctx.app.response_class if ctx.app is not None else Response
+        response = wrap_response(result, response_class)
+        if default_status is not None and _is_bare_body(result):
+            response.status_code = default_status
+        for hook in post_hooks:
+            new_response = hook(ctx, response)
+            if inspect.isawaitable(new_response):
+                new_response = await new_response
+            if new_response is not None:
+                response = wrap_response(new_response, response_class)
+        return response
+
+
+def _is_bare_body(result: Any) -> bool:
+    """True when ``result`` carries no status of its own."""
+    if isinstance(result, Response):
+        return False
+    return not (isinstance(result, tuple) and len(result) > 1 and result[1] is not None)

@@ -1,0 +1,180 @@
+"""A test client that drives an application in process, through the real ``process_request``."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from asphalt.core import Context
+from werkzeug.wrappers import Response
+
+from kyoukai.app import Kyoukai
+from kyoukai.blueprint import Blueprint
+from kyoukai.wsgi import to_wsgi_environment
+
+__all__ = ["TestKyoukai"]
+
+
+class _TestingBpCtxManager:
+    """Swaps a fresh root blueprint into a test application for the ``with`` block."""
+
+    def __init__(self, app: TestKyoukai) -> None:
+        self.app = app
+        self._old_root: Blueprint | None = None
+
+    def __enter__(self) -> Blueprint:
+        self._old_root = self.app._root
+        old = self._old_root
+        self.app._root = Blueprint(old.name, host_matching=old.host_matching, host=old.host)
+        return self.app._root
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._old_root is not None
+        self.app._root = self._old_root
+
+
+class TestKyoukai(Kyoukai):
+    """An application that can be tested without a server.
+
+    Requests are built in process and go through :meth:`Kyoukai.process_request`, exactly as
+    a server would send them. The routing map is built on the first request.
+
+    :param base_context: The parent context of every request context (a fresh
+        :class:`~asphalt.core.Context` if omitted); publish test resources on it.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, *args: Any, base_context: Context | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The parent context of every request context.
+        self.base_context = base_context
+
+    @classmethod
+    def wrap_existing_app(
+        cls, other_app: Kyoukai, base_context: Context | None = None
+    ) -> TestKyoukai:
+        """Wrap an existing application for testing.
+
+        The new object shares the other application's routing tree and settings, so
+        requests injected into it are processed exactly as ``other_app`` would.
+        """
+        new = cls.__new__(cls)
+        new.__dict__.update(other_app.__dict__)
+        new.base_context = base_context
+        return new
+
+    def testing_bp(self) -> _TestingBpCtxManager:
+        """A context manager giving a fresh root blueprint for the ``with`` block.
+
+        Routes registered on it exist only inside the block; the old root comes back after,
+        so each test's routes stay apart from the others'::
+
+            with app.testing_bp() as bp:
+                @bp.route("/")
+                async def index(ctx): ...
+        """
+        return _TestingBpCtxManager(self)
+
+    async def inject_request(
+        self,
+        headers: Mapping[str, str] | list[tuple[str, str]] | None,
+        url: str,
+        method: str = "GET",
+        body: bytes | str | None = None,
+    ) -> Response:
+        """Process a request built from its parts and return the response.
+
+        :param headers: The request headers.
+        :param url: The path and query string, e.g. ``"/users/1?full=yes"``.
+        :param method: The request method.
+        :param body: The request body.
+        """
+        if not self._root.finalized:
+            self.finalize()
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        header_pairs = (
+            list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
+        )
+        names = {name.lower() for name, _ in header_pairs}
+        if body and "content-length" not in names:
+            header_pairs.append(("Content-Length", str(len(body))))
+        if "host" not in names:
+            header_pairs.append(("Host", self.server_name or "localhost"))
+        environ = to_wsgi_environment(header_pairs, method.upper(), url, "1.1", body)
+        environ["REMOTE_ADDR"] = "127.0.0.1"
+        environ["REMOTE_PORT"] = "0"
+        request = self.request_class(environ)
+        if self.base_context is None:
+            self.base_context = Context()
+        return await self.process_request(request, self.base_context)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        body: bytes | str | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Response:
+        """Send a request the way modern test clients do.
+
+        :param method: The request method.
+        :param url: The path, optionally with a query string.
+        :param headers: Extra request headers.
+        :param params: Query parameters, added to the URL.
+        :param body: A raw body.
+        :param json: A value sent as a JSON body.
+        :param data: Form fields sent as ``application/x-www-form-urlencoded``.
+        """
+        all_headers = dict(headers or {})
+        if json is not None:
+            body = jsonlib.dumps(json)
+            all_headers.setdefault("Content-Type", "application/json")
+        elif data is not None:
+            body = urlencode(data, doseq=True)
+            all_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        if params:
+            separator = "&" if urlsplit(url).query else "?"
+            url = f"{url}{separator}{urlencode(params, doseq=True)}"
+        return await self.inject_request(all_headers, url, method, body)
+
+    async def get(self, url: str, **kwargs: Any) -> Response:
+        """Send a ``GET`` request (see :meth:`request`)."""
+        return await self.request("GET", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Any) -> Response:
+        """Send a ``HEAD`` request (see :meth:`request`)."""
+        return await self.request("HEAD", url, **kwargs)
+
+    async def options(self, url: str, **kwargs: Any) -> Response:
+        """Send an ``OPTIONS`` request (see :meth:`request`)."""
+        return await self.request("OPTIONS", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> Response:
+        """Send a ``POST`` request (see :meth:`request`)."""
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> Response:
+        """Send a ``PUT`` request (see :meth:`request`)."""
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> Response:
+        """Send a ``PATCH`` request (see :meth:`request`)."""
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> Response:
+        """Send a ``DELETE`` request (see :meth:`request`)."""
+        return await self.request("DELETE", url, **kwargs)
