@@ -236,7 +236,7 @@ class Kyoukai:
             # A request-scoped resource failed to clean up (a database commit, say): the
             # client must not be told that all went well.
             logger.exception("Teardown of %s %s failed", request.method, request.path)
-            response = InternalServerError().get_response(request.environ)  # type: ignore[assignment]
+            response = InternalServerError().get_response(request.environ)
         if log:
             self.log_route(request, response.status_code, time.perf_counter() - started)
         return response
@@ -306,7 +306,7 @@ class Kyoukai:
         bp = ctx.bp if ctx.bp is not None else self._root.find_blueprint_for_path(ctx.request.path)
         handler = bp.get_errorhandler(exception) if exception.code is not None else None
         if handler is None:
-            return exception.get_response(environ)  # type: ignore[return-value]
+            return exception.get_response(environ)
         try:
             response = await handler.invoke_function(
                 ctx, [], [], {}, (exception,), default_status=exception.code
@@ -314,7 +314,7 @@ class Kyoukai:
         except Exception as exc:
             logger.exception("Error handler %r failed", handler)
             if nested:
-                return InternalServerError().get_response(environ)  # type: ignore[return-value]
+                return InternalServerError().get_response(environ)
             error = (
                 exc
                 if isinstance(exc, HTTPException)

@@ -7,6 +7,7 @@ reachable from handlers, and resources added during a request are torn down when
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from asphalt.core import Context, Event
@@ -54,7 +55,7 @@ class HTTPRequestContext(Context):
         #: The request being handled.
         self.request = request
         #: The path parameters the route matched with (also set for error handlers).
-        self.params: dict[str, Any] = {}
+        self.params: Mapping[str, Any] = {}
         #: The matched :class:`~kyoukai.route.Route`, or ``None`` if nothing matched.
         self.route: Route | None = None
         #: The blueprint of the matched route.

@@ -8,7 +8,7 @@ Finalizing the root builds one Werkzeug :class:`~werkzeug.routing.Map` for the w
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException, NotFound
@@ -399,7 +399,7 @@ class Blueprint:
             self._adapters[key] = adapters
         return adapters
 
-    def match(self, environment: dict[str, Any]) -> tuple[Route, dict[str, Any], Rule]:
+    def match(self, environment: dict[str, Any]) -> tuple[Route, Mapping[str, Any], Rule]:
         """Match a WSGI environ against the routing map.
 
         :return: ``(route, params, rule)``.

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from asphalt.core import Context
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import Rule, Submount
 from werkzeug.wrappers import Response
@@ -322,6 +323,11 @@ class Route:
             if inspect.isawaitable(new_ctx):
                 new_ctx = await new_ctx
             if new_ctx is not None:
+                if not isinstance(new_ctx, Context):
+                    raise TypeError(
+                        f"the pre-request hook {hook!r} returned {new_ctx!r}; a pre-request hook "
+                        "returns the context to use, or None to keep the current one"
+                    )
                 ctx = new_ctx
         kwargs = params
         if self.do_argument_checking and kwargs:
