@@ -30,5 +30,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests examples bench
 	$(VENV)/bin/ruff check --fix src tests examples bench
 
+## bench: install wrk and the peers into bench/.venv, run the benchmark, print the ratios
+bench:
+	bash bench/setup.sh && bench/.venv/bin/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

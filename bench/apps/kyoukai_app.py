@@ -1,0 +1,49 @@
+"""Kyoukai on its built-in HTTP/1.1 server. ``--no-uvloop`` runs it on plain asyncio."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import _routes
+
+from kyoukai import Kyoukai
+
+app = Kyoukai("bench")
+
+
+def _filler(n: int) -> Callable[..., Awaitable[str]]:
+    async def filler(ctx: Any, item: int) -> str:
+        return str(item)
+
+    filler.__name__ = filler.__qualname__ = f"filler_{n}"
+    return filler
+
+
+for _n, _path in enumerate(_routes.FILLER_ROUTES):
+    app.route(_routes.render(_path, "werkzeug"))(_filler(_n))
+
+
+@app.route("/")
+async def index(ctx: Any) -> str:
+    return _routes.HELLO
+
+
+@app.route("/json")
+async def json_(ctx: Any) -> dict[str, str]:
+    return _routes.JSON_BODY
+
+
+@app.route(_routes.render(_routes.USER_ROUTE, "werkzeug"))
+async def user(ctx: Any, id: int) -> str:
+    return str(id)
+
+
+@app.route("/upload", methods=["POST"])
+async def upload(ctx: Any) -> str:
+    return str(len(ctx.request.get_data()))
+
+
+if __name__ == "__main__":
+    app.run(_routes.HOST, _routes.port_from_argv(), use_uvloop="--no-uvloop" not in sys.argv)

@@ -1,0 +1,186 @@
+"""Smoke tests of the benchmark harness (``bench/run.py``), so it does not rot unseen.
+
+The pure parts (wrk output, ``/proc`` parsing, the report) run everywhere. One test starts
+the raw httptools server with this interpreter and holds idle connections against it; it
+needs neither wrk nor the benchmark's own virtualenv. No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH_RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+def _load_harness() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH_RUN)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_harness()
+
+LUA_OUTPUT = """Running 1s test @ http://127.0.0.1:8000/
+  1 threads and 64 connections
+BENCH_JSON {"requests":12000,"duration_us":1000000,"p50_us":900,"p99_us":2500,\
+"max_us":9000,"connect":0,"read":1,"write":0,"status":2,"timeout":0}
+"""
+
+WRK_TEXT_OUTPUT = """Running 3s test @ http://127.0.0.1:8000/
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.01ms  200.00us   5.00ms   90.00%
+    Req/Sec    60.00k     1.00k   62.00k    80.00%
+  Latency Distribution
+     50%  0.98ms
+     75%    1.10ms
+     90%    1.20ms
+     99%    2.50ms
+  180000 requests in 3.00s, 20.00MB read
+  Socket errors: connect 0, read 3, write 0, timeout 1
+  Non-2xx or 3xx responses: 5
+Requests/sec:  60000.00
+Transfer/sec:      6.67MB
+"""
+
+
+def test_parse_wrk_output_reads_the_lua_summary() -> None:
+    res = bench.parse_wrk_output(LUA_OUTPUT)
+    assert (res.requests, res.duration_s, res.p99_us, res.errors) == (12000, 1.0, 2500.0, 3)
+    assert res.rps == 12000.0
+
+
+def test_parse_wrk_output_falls_back_to_wrk_text() -> None:
+    res = bench.parse_wrk_output(WRK_TEXT_OUTPUT)
+    assert res.requests == 180000
+    assert res.duration_s == pytest.approx(3.0)
+    assert res.p50_us == pytest.approx(980.0)
+    assert res.p99_us == pytest.approx(2500.0)
+    assert res.errors == 9
+
+
+def test_parse_wrk_output_without_summary_raises() -> None:
+    with pytest.raises(ValueError, match="no wrk summary"):
+        bench.parse_wrk_output("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_wrk_script_sets_method_and_body_only_for_post() -> None:
+    get, post = (bench.wrk_script(sc) for sc in bench.SCENARIOS if sc.key in ("root", "post"))
+    assert "wrk.method" not in get and "done = function" in get
+    assert 'wrk.method = "POST"' in post and 'string.rep("x", 4096)' in post
+
+
+def test_wrk_argv_pins_the_client_cpu() -> None:
+    argv = bench.wrk_argv("http://127.0.0.1:1/", 64, 3, Path("root.lua"))
+    assert argv[:3] == ["taskset", "-c", bench.CLIENT_CPU]
+    assert "-c64" in argv and "-d3s" in argv and argv[-1] == "http://127.0.0.1:1/"
+
+
+def test_parse_proc_stat_handles_spaces_and_parentheses_in_the_name() -> None:
+    text = "4242 (we (ird) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0"
+    st = bench.parse_proc_stat(text)
+    assert (st.ppid, st.cpu_ticks, st.children_cpu_ticks) == (17, 300, 10)
+
+
+def test_parse_status_kib() -> None:
+    text = "Name:\tpython\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\n"
+    assert bench.parse_status_kib(text, "VmHWM") == 51200
+    assert bench.parse_status_kib(text, "VmSwap") == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_proc_readers_see_this_process() -> None:
+    assert os.getpid() in bench.process_tree(os.getpid())
+    assert bench.tree_cpu_ticks(os.getpid()) > 0
+    assert bench.tree_kib(os.getpid(), "VmHWM") > 0
+
+
+def _result(name: str, rps: list[float], cpu: float = 10.0, p99: float = 1000.0) -> Any:
+    server = next(s for s in bench.SERVERS if s.name == name)
+    samples = {
+        sc.key: [bench.Sample(i, v, p99, cpu, 0) for i, v in enumerate(rps)]
+        for sc in bench.SCENARIOS
+    }
+    idle = [bench.IdleResult(1000, 1000, 10_000, 30_000)]
+    return bench.ServerResult(server, samples=samples, peak_rss_kib=40_960, idle=idle)
+
+
+def _info() -> Any:
+    return bench.RunInfo(
+        date="2026-01-01 00:00 UTC",
+        command="bench/.venv/bin/python bench/run.py",
+        duration=3,
+        rounds=2,
+        versions={"python": "3.11.7"},
+        machine={"CPUs": "2"},
+        server_commands={},
+        wrk_commands={},
+    )
+
+
+def test_paired_ratio_pairs_samples_of_the_same_round() -> None:
+    ky = _result("kyoukai", [200.0, 100.0])
+    sanic = _result("sanic", [100.0, 100.0])
+    assert bench.paired_ratio(ky, sanic, "root") == pytest.approx(1.5)
+
+
+def test_render_markdown_shows_ratios_targets_and_failures() -> None:
+    results = [
+        _result("kyoukai", [300.0, 300.0], cpu=20.0, p99=900.0),
+        _result("raw-httptools", [600.0, 600.0], cpu=5.0),
+        _result("sanic", [200.0, 200.0]),
+        _result("aiohttp", [100.0, 100.0]),
+        bench.ServerResult(bench.SERVERS[-1], failure="exited with code 1"),
+    ]
+    text = bench.render_markdown(results, _info())
+    assert "| sanic | 1.50x | 1.50x |" in text
+    assert "1.50x (sanic)" in text  # the fastest peer
+    assert "| starlette-granian | did not start |" in text
+    assert "req/s ≥ 1.3x Sanic | 1.50x | pass |" in text
+    assert "CPU/request ≤ 3x raw httptools | 4.00x | **FAIL** |" in text
+    assert "20.0 KiB (1000/1000 held) | pass |" in text
+    assert text.startswith("# Benchmark results")
+
+
+def test_render_markdown_without_kyoukai_says_so() -> None:
+    results = [
+        bench.ServerResult(bench.SERVERS[0], failure="exited with code 1"),
+        _result("sanic", [200.0]),
+    ]
+    text = bench.render_markdown(results, _info())
+    assert "Kyoukai not available: exited with code 1" in text
+
+
+def test_quick_runs_are_not_saved_unless_asked() -> None:
+    assert bench.parse_args(["--quick"]).output is None
+    assert bench.parse_args([]).output == bench.RESULTS_PATH
+    assert [s.name for s in bench.select_servers("sanic,kyoukai")] == ["kyoukai", "sanic"]
+    with pytest.raises(SystemExit):
+        bench.select_servers("nginx")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_raw_server_starts_holds_idle_connections_and_stops(tmp_path: Path) -> None:
+    pytest.importorskip("uvloop")
+    pytest.importorskip("httptools")
+    server = next(s for s in bench.SERVERS if s.role == "ceiling")
+    with open(tmp_path / "server.log", "wb") as log:
+        with bench.running(server, log, pin=False, timeout=10.0) as (proc, port):
+            bench.check_responses(port, server)
+            idle = bench.measure_idle_connections(proc.pid, port, 20, settle=0.0)
+            assert idle.held == 20
+            assert idle.rss_after_kib > 0
+    assert proc.returncode is not None
+    with pytest.raises(ProcessLookupError):  # nothing left in the server's process group
+        os.killpg(proc.pid, 0)
