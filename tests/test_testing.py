@@ -1,0 +1,174 @@
+"""The test client: TestKyoukai.inject_request, testing_bp, wrap_existing_app and helpers."""
+
+from __future__ import annotations
+
+import json
+
+from asphalt.core import Context
+from werkzeug.wrappers import Response
+
+from kyoukai import Blueprint, Kyoukai, TestKyoukai
+
+
+async def test_inject_request_returns_response(app: TestKyoukai) -> None:
+    @app.route("/")
+    async def index(ctx):
+        return "hi"
+
+    resp = await app.inject_request({}, "/")
+    assert isinstance(resp, Response)
+    assert (resp.status_code, resp.get_data()) == (200, b"hi")
+
+
+async def test_inject_request_headers_and_query(app: TestKyoukai) -> None:
+    @app.route("/echo")
+    async def echo(ctx):
+        return f"{ctx.request.headers['X-Thing']} {ctx.request.args['q']} {ctx.request.host}"
+
+    resp = await app.inject_request({"X-Thing": "abc", "Host": "example.com"}, "/echo?q=1")
+    assert resp.get_data() == b"abc 1 example.com"
+
+
+async def test_inject_request_method_and_body(app: TestKyoukai) -> None:
+    @app.route("/echo", methods=["PUT"])
+    async def echo(ctx):
+        return ctx.request.method + " " + ctx.request.get_data(as_text=True)
+
+    resp = await app.inject_request({}, "/echo", method="PUT", body="payload")
+    assert (resp.status_code, resp.get_data()) == (200, b"PUT payload")
+
+
+async def test_inject_request_form_body(app: TestKyoukai) -> None:
+    @app.route("/form", methods=["POST"])
+    async def form(ctx):
+        return ctx.request.form["name"]
+
+    resp = await app.inject_request(
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        "/form",
+        method="POST",
+        body="name=kyoukai",
+    )
+    assert resp.get_data() == b"kyoukai"
+
+
+async def test_inject_request_json_body(app: TestKyoukai) -> None:
+    @app.route("/json", methods=["POST"])
+    async def json_body(ctx):
+        return ctx.request.get_json()
+
+    resp = await app.inject_request(
+        {"Content-Type": "application/json"}, "/json", method="POST", body='{"a": [1]}'
+    )
+    assert json.loads(resp.get_data()) == {"a": [1]}
+
+
+async def test_testing_bp_isolates_routes(app: TestKyoukai) -> None:
+    @app.route("/kept")
+    async def kept(ctx):
+        return "kept"
+
+    old_root = app.root
+    with app.testing_bp() as bp:
+        assert isinstance(bp, Blueprint)
+        assert app.root is bp
+        assert bp is not old_root
+
+        @bp.route("/temporary")
+        async def temporary(ctx):
+            return "temporary"
+
+        resp = await app.inject_request({}, "/temporary")
+        assert (resp.status_code, resp.get_data()) == (200, b"temporary")
+        assert (await app.inject_request({}, "/kept")).status_code == 404
+
+    assert app.root is old_root
+    assert (await app.inject_request({}, "/temporary")).status_code == 404
+    assert (await app.inject_request({}, "/kept")).get_data() == b"kept"
+
+
+async def test_testing_bp_twice(app: TestKyoukai) -> None:
+    for text in ("first", "second"):
+        with app.testing_bp() as bp:
+
+            @bp.route("/")
+            async def index(ctx, text=text):
+                return text
+
+            assert (await app.inject_request({}, "/")).get_data() == text.encode()
+
+
+async def test_testing_bp_error_handlers_isolated(app: TestKyoukai) -> None:
+    @app.root.errorhandler(404)
+    async def old_404(ctx, exc):
+        return "old", 404
+
+    with app.testing_bp():
+        resp = await app.inject_request({}, "/missing")
+        assert resp.status_code == 404
+        assert resp.get_data() != b"old"
+    assert (await app.inject_request({}, "/missing")).get_data() == b"old"
+
+
+async def test_wrap_existing_app() -> None:
+    other_app = Kyoukai("my_app")
+
+    @other_app.route("/")
+    async def index(ctx):
+        return "from the real app " + type(ctx.app).__name__
+
+    testing = TestKyoukai.wrap_existing_app(other_app)
+    assert isinstance(testing, TestKyoukai)
+    resp = await testing.inject_request({}, "/")
+    assert resp.status_code == 200
+    assert resp.get_data().startswith(b"from the real app")
+
+
+async def test_wrap_existing_app_with_base_context() -> None:
+    other_app = Kyoukai("my_app")
+
+    @other_app.route("/")
+    async def index(ctx):
+        return ctx.require_resource(str)
+
+    async with Context() as base:
+        base.add_resource("from base")
+        testing = TestKyoukai.wrap_existing_app(other_app, base_context=base)
+        resp = await testing.inject_request({}, "/")
+    assert resp.get_data() == b"from base"
+
+
+async def test_client_get(app: TestKyoukai) -> None:
+    @app.route("/hello")
+    async def hello(ctx):
+        return f"hello {ctx.request.args.get('name', 'nobody')} {ctx.request.headers.get('X-A')}"
+
+    resp = await app.get("/hello?name=you", headers={"X-A": "b"})
+    assert isinstance(resp, Response)
+    assert (resp.status_code, resp.get_data()) == (200, b"hello you b")
+
+
+async def test_client_post_json(app: TestKyoukai) -> None:
+    @app.route("/items", methods=["POST"])
+    async def create(ctx):
+        data = ctx.request.get_json()
+        return {"created": data["name"]}, 201
+
+    resp = await app.post("/items", json={"name": "widget"})
+    assert isinstance(resp, Response)
+    assert resp.status_code == 201
+    assert resp.headers["Content-Type"] == "application/json"
+    assert json.loads(resp.get_data()) == {"created": "widget"}
+
+
+async def test_client_post_form_data(app: TestKyoukai) -> None:
+    @app.route("/login", methods=["POST"])
+    async def login(ctx):
+        return ctx.request.form["user"]
+
+    resp = await app.post("/login", data={"user": "alice"})
+    assert (resp.status_code, resp.get_data()) == (200, b"alice")
+
+
+async def test_client_get_unknown_is_404(app: TestKyoukai) -> None:
+    assert (await app.get("/nothing")).status_code == 404
