@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from asphalt.core import Context, Signal, TeardownError
@@ -229,17 +230,28 @@ class Kyoukai:
         started = time.perf_counter() if log else 0.0
         ctx = self.context_class(parent_context, request)
         ctx.app = self
+        token = ctx.activate()
         try:
-            async with ctx:
-                response = await self._respond(ctx)
-        except TeardownError:
+            response = await self._respond(ctx)
+        finally:
+            torn_down = await self._finish_context(ctx, token)
+        if not torn_down:
             # A request-scoped resource failed to clean up (a database commit, say): the
             # client must not be told that all went well.
-            logger.exception("Teardown of %s %s failed", request.method, request.path)
             response = InternalServerError().get_response(request.environ)
         if log:
             self.log_route(request, response.status_code, time.perf_counter() - started)
         return response
+
+    @staticmethod
+    async def _finish_context(ctx: HTTPRequestContext, token: Token[Context]) -> bool:
+        """Close the request context; ``False`` (logged) if a teardown callback failed."""
+        try:
+            await ctx.finish(token)
+        except TeardownError:
+            logger.exception("Teardown of %s %s failed", ctx.request.method, ctx.request.path)
+            return False
+        return True
 
     async def _respond(self, ctx: HTTPRequestContext) -> Response:
         environ = ctx.environ
@@ -261,11 +273,13 @@ class Kyoukai:
                 self._on_returned.dispatch(ctx=ctx, result=response)
             return response
         except HTTPException as exc:
+            ctx.exception = exc
             logger.debug(
                 "HTTP exception in %s %s", ctx.request.method, ctx.request.path, exc_info=True
             )
             return await self.handle_httpexception(ctx, exc, environ)
         except Exception as exc:
+            ctx.exception = exc
             logger.exception("Unhandled exception in %s %s", ctx.request.method, ctx.request.path)
             error = InternalServerError(original_exception=exc)
             return await self.handle_httpexception(ctx, error, environ)

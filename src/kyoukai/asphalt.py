@@ -8,9 +8,14 @@ reachable from handlers, and resources added during a request are torn down when
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from asphalt.core import Context, Event
+
+# Asphalt 4 tracks the current context in this variable (``current_context()`` reads it).
+# Setting it directly costs a fraction of ``async with ctx`` on every request.
+from asphalt.core.context import ContextState, _current_context
 from werkzeug.wrappers import Request, Response
 
 if TYPE_CHECKING:
@@ -66,6 +71,27 @@ class HTTPRequestContext(Context):
         self.environ: dict[str, Any] = environ
         #: The protocol object of the connection (``None`` under the test client).
         self.proto: Any = environ.get(PROTOCOL_ENVIRON_KEY)
+        #: The exception that escaped the handler or a hook, if any (the response is then
+        #: an error response); teardown callbacks see it.
+        self.exception: BaseException | None = None
+
+    def activate(self) -> Token[Context]:
+        """Make this the current context (for ``asphalt.core.current_context()``)."""
+        return _current_context.set(self)
+
+    async def finish(self, token: Token[Context]) -> None:
+        """Undo :meth:`activate` and close the context, running its teardown callbacks.
+
+        Callbacks registered with ``pass_exception=True`` receive :attr:`exception`, so a
+        per-request database session rolls back instead of committing a failed request.
+
+        :raises asphalt.core.TeardownError: If a teardown callback failed.
+        """
+        _current_context.reset(token)
+        if self._teardown_callbacks:
+            await self.close(self.exception)
+        else:
+            self._state = ContextState.closed
 
     def url_for(self, endpoint: str, *, method: str | None = None, **kwargs: Any) -> str:
         """Build the URL of ``endpoint`` for this request's host and scheme.

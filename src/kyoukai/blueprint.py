@@ -24,6 +24,13 @@ __all__ = ["Blueprint"]
 
 #: How many bound map adapters (one per host and scheme) the root keeps before starting over.
 ADAPTER_CACHE_SIZE = 128
+#: How many ``(path, method)`` match results for parametrised routes are remembered.
+MATCH_CACHE_SIZE = 1024
+
+# Werkzeug's own converters are pure functions of the path, so their results can be cached.
+_PURE_CONVERTERS = tuple(
+    converter for converter in Map.default_converters.values() if isinstance(converter, type)
+)
 
 
 class Blueprint:
@@ -70,6 +77,8 @@ class Blueprint:
         self._host_map: Map | None = None
         self._endpoints: dict[str, Route] = {}
         self._adapters: dict[tuple[str, str, str], tuple[MapAdapter, MapAdapter | None]] = {}
+        self._static_rules: dict[str, list[Rule]] = {}
+        self._match_cache: dict[tuple[str, str], tuple[Rule, dict[str, Any]]] = {}
         if parent is not None:
             parent.add_child(self)
 
@@ -375,6 +384,14 @@ class Blueprint:
         )
         self._endpoints = endpoints
         self._adapters = {}
+        self._static_rules = {}
+        self._match_cache = {}
+        if self._host_map is None:
+            # Paths without parameters are looked up directly; Werkzeug ranks a static rule
+            # above any dynamic rule matching the same path, so the answer is the same.
+            for rule in self.map.iter_rules():
+                if _is_static(rule):
+                    self._static_rules.setdefault(rule.rule, []).append(rule)
         for bp in self.traverse_tree():
             bp.finalized = True
         return self.map
@@ -407,9 +424,21 @@ class Blueprint:
         :raises werkzeug.exceptions.MethodNotAllowed: If the path matches but not the method.
         :raises werkzeug.routing.RequestRedirect: If the path needs a trailing slash.
         """
-        adapter, host_adapter = self._bind(environment)
         path = environment.get("PATH_INFO") or "/"
+        if not path.isascii():
+            # PEP 3333 carries the path as latin-1; the rules are UTF-8 text.
+            path = path.encode("latin-1").decode("utf-8", "replace")
         method = environment.get("REQUEST_METHOD", "GET")
+        static = self._static_rules.get(path)
+        if static is not None:
+            for rule in static:
+                if rule.methods is None or method in rule.methods:
+                    return self._endpoints[rule.endpoint], {}, rule
+        cached = self._match_cache.get((path, method))
+        if cached is not None:
+            rule, params = cached
+            return self._endpoints[rule.endpoint], dict(params), rule
+        adapter, host_adapter = self._bind(environment)
         query = environment.get("QUERY_STRING", "")
         if host_adapter is not None:
             try:
@@ -419,6 +448,10 @@ class Blueprint:
             else:
                 return self._endpoints[rule.endpoint], params, rule
         rule, params = adapter.match(path, method, return_rule=True, query_args=query)
+        if host_adapter is None and _has_pure_converters(rule):
+            if len(self._match_cache) >= MATCH_CACHE_SIZE:
+                self._match_cache.clear()
+            self._match_cache[(path, method)] = (rule, dict(params))
         return self._endpoints[rule.endpoint], params, rule
 
     def url_for(
@@ -458,3 +491,17 @@ _RULE_ARGUMENT = re.compile(r"<(?:[^<>]*:)?([A-Za-z_][A-Za-z0-9_]*)>")
 def _rule_args(url: str) -> list[str]:
     """The parameter names of a routing URL, e.g. ``["id"]`` for ``/users/<int:id>``."""
     return _RULE_ARGUMENT.findall(url)
+
+
+def _is_static(rule: Rule) -> bool:
+    """True for a rule that matches exactly one path and redirects nowhere."""
+    return (
+        not rule.arguments and not rule.defaults and not rule.websocket and rule.redirect_to is None
+    )
+
+
+def _has_pure_converters(rule: Rule) -> bool:
+    """True when every converter of ``rule`` is one of Werkzeug's (pure) converters."""
+    return rule.redirect_to is None and all(
+        type(converter) in _PURE_CONVERTERS for converter in rule._converters.values()
+    )
