@@ -5,8 +5,11 @@ on handlers below are converters, and here they are evaluated objects. One test 
 string annotations separately.
 """
 
+from typing import Optional
+
 import pytest
 from asphalt.core import Context
+from werkzeug.exceptions import abort
 from werkzeug.routing import Map
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
@@ -434,3 +437,47 @@ async def test_invoke_directly(app: TestKyoukai) -> None:
         result = await handler.invoke(ctx, params={"id": 5})
     assert isinstance(result, Response)
     assert result.get_data() == b"invoked 5"
+
+
+async def test_pre_hook_returning_non_context_is_500(app: TestKyoukai) -> None:
+    @app.route("/")
+    async def index(ctx):
+        return "never"
+
+    @index.before_request
+    def bad(ctx):
+        return "not a context"
+
+    assert (await app.inject_request({}, "/")).status_code == 500
+
+
+async def test_converter_raising_http_exception_gives_its_status(app: TestKyoukai) -> None:
+    async def load_user(value: str) -> str:
+        if value != "alice":
+            abort(404)
+        return value.title()
+
+    @app.route("/users/<name>")
+    async def user(ctx, name: load_user):
+        return name
+
+    assert (await app.inject_request({}, "/users/alice")).get_data() == b"Alice"
+    assert (await app.inject_request({}, "/users/bob")).status_code == 404
+
+
+async def test_typing_annotations_are_not_converters(app: TestKyoukai) -> None:
+    @app.route("/<a>/<b>")
+    async def typed(ctx, a: Optional[str], b: "list[int] | None" = None):  # noqa: UP045
+        return f"{a} {b}"
+
+    assert (await app.inject_request({}, "/x/y")).get_data() == b"x y"
+
+
+async def test_bool_annotation(app: TestKyoukai) -> None:
+    @app.route("/flag/<value>")
+    async def flag(ctx, value: bool):
+        return repr(value)
+
+    assert (await app.inject_request({}, "/flag/true")).get_data() == b"True"
+    assert (await app.inject_request({}, "/flag/off")).get_data() == b"False"
+    assert (await app.inject_request({}, "/flag/maybe")).status_code == 400

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote, unquote
 
-from asphalt.core import Context
+import pytest
+from asphalt.core import Context, current_context
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.wrappers import Response
 
 from kyoukai import Blueprint, Kyoukai, TestKyoukai
@@ -172,3 +176,74 @@ async def test_client_post_form_data(app: TestKyoukai) -> None:
 
 async def test_client_get_unknown_is_404(app: TestKyoukai) -> None:
     assert (await app.get("/nothing")).status_code == 404
+
+
+async def test_percent_encoded_unicode_path_and_query(app: TestKyoukai) -> None:
+    @app.route("/echo/<name>")
+    async def echo(ctx, name):
+        return f"{name}|{ctx.request.args['q']}"
+
+    resp = await app.inject_request({}, "/echo/a%20%E5%A2%83?q=%E7%95%8C")
+    assert (resp.status_code, resp.get_data()) == (200, "a 境|界".encode())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    segment=st.text(st.characters(exclude_categories=["Cs"], exclude_characters="/"), min_size=1)
+)
+async def test_any_path_segment_round_trips(segment: str) -> None:
+    app = TestKyoukai("roundtrip")
+
+    @app.route("/echo/<name>")
+    async def echo(ctx, name):
+        return {"name": name, "url": ctx.url_for("roundtrip.echo", name=name)}
+
+    resp = await app.inject_request({}, "/echo/" + quote(segment, safe=""))
+    assert resp.status_code == 200
+    body = json.loads(resp.get_data())
+    assert body["name"] == segment
+    assert unquote(body["url"]) == "/echo/" + segment
+
+
+async def test_testing_bp_after_app_was_finalized(app: TestKyoukai) -> None:
+    assert (await app.inject_request({}, "/")).status_code == 404
+    old_root = app.root
+    with app.testing_bp() as bp:
+
+        @bp.route("/")
+        async def index(ctx):
+            return "new root"
+
+        assert (await app.inject_request({}, "/")).get_data() == b"new root"
+    assert app.root is old_root
+    assert (await app.inject_request({}, "/")).status_code == 404
+
+
+async def test_testing_bp_restores_root_on_error(app: TestKyoukai) -> None:
+    old_root = app.root
+    with pytest.raises(KeyError), app.testing_bp():
+        raise KeyError("inside the block")
+    assert app.root is old_root
+
+
+async def test_base_context_is_parent_and_current(app: TestKyoukai) -> None:
+    async with Context() as base:
+        testing = TestKyoukai("ctx", base_context=base)
+
+        @testing.route("/")
+        async def index(ctx):
+            return f"{current_context() is ctx} {ctx.parent is base}"
+
+        assert (await testing.inject_request({}, "/")).get_data() == b"True True"
+        assert current_context() is base
+
+
+async def test_inject_request_bytes_body_and_header_list(app: TestKyoukai) -> None:
+    @app.route("/", methods=["POST"])
+    async def index(ctx):
+        return ctx.request.headers["X-Multi"] + " " + ctx.request.get_data(as_text=True)
+
+    resp = await app.inject_request(
+        [("X-Multi", "a"), ("X-Multi", "b")], "/", method="POST", body=b"raw"
+    )
+    assert resp.get_data() == b"a,b raw"
