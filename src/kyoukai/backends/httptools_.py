@@ -1,0 +1,821 @@
+"""The built-in HTTP/1.0 and HTTP/1.1 server: an asyncio protocol on the httptools parser.
+
+:class:`KyoukaiProtocol` turns bytes into WSGI environs, hands each request to
+:meth:`Kyoukai.process_request <kyoukai.app.Kyoukai.process_request>` and writes the response
+back. :func:`start_server` and :func:`run_server` (behind ``Kyoukai.start()`` and
+``Kyoukai.run()``) listen on a socket with it. The limits and timeouts are
+:class:`~kyoukai.backends._settings.ServerSettings`.
+"""
+
+# Invariants of this module (each is enforced where the comment "invariant" points to it):
+#
+# * Responses leave in request order. Every parsed request becomes a ``_Cycle`` appended to
+#   ``_pipeline``; handlers of pipelined requests run concurrently, but only the cycle at the
+#   head of the pipeline is written, and whoever finishes the head (its own task, or the task
+#   that wrote the one before) goes on to write the next cycles that are ready.
+# * Reading pauses when ``max_pipelined_requests`` cycles wait for their response (bytes
+#   already received stay unparsed in ``_unparsed`` until the queue shrinks), while a refused
+#   request's connection is being closed, and never otherwise: write back-pressure makes the
+#   writer wait in ``FlowControl.drain`` instead.
+# * Each limit maps to one status (``_http1.STATUS_FOR``): 400 bad framing, 408 timeouts,
+#   413 body, 414 request line, 415 content coding, 431 head, 501 transfer coding, 505 version,
+#   503 over the connection cap. The response to a refused request is the last one on the
+#   connection, and the application never sees that request.
+# * The parser never buffers more than ``max_head_size`` of an unfinished head: raw bytes are
+#   counted in ``data_received`` before httptools sees them (it has no limits of its own and
+#   joins header pieces quadratically).
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import io
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
+
+import httptools
+from werkzeug.exceptions import InternalServerError, ServiceUnavailable
+from werkzeug.wrappers import Response
+
+from kyoukai.backends._flow import FlowControl
+from kyoukai.backends._http1 import (
+    ContentDecoder,
+    ProtocolError,
+    ResponseHeadError,
+    check_transfer_encoding,
+    environ_key,
+    error_response,
+    parse_content_length,
+    render_head,
+)
+from kyoukai.backends._server import (
+    KyoukaiServer,
+    ServerState,
+    run_server,
+    start_server,
+)
+from kyoukai.wsgi import get_formatted_response, to_wsgi_environment
+
+if TYPE_CHECKING:
+    from asphalt.core import Context
+
+__all__ = [
+    "KyoukaiProtocol",
+    "KyoukaiServer",
+    "get_formatted_response",
+    "run_server",
+    "start_server",
+    "to_wsgi_environment",
+]
+
+logger = logging.getLogger("kyoukai")
+
+#: Bytes handed to the parser at once; bounds how many pipelined requests one read can queue
+#: beyond ``max_pipelined_requests``, and how far a fresh head can run before it is counted.
+PARSE_SLICE = 16 * 1024
+#: Seconds a refused client may keep sending before its connection is closed (lingering close
+#: lets it read the error response instead of losing it to a TCP reset).
+LINGER_SECONDS = 2.0
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Stage(enum.Enum):
+    """Where the connection is in reading the current request."""
+
+    IDLE = "idle"  #: between requests: nothing of the next one has arrived
+    HEAD = "head"  #: request line and headers arriving
+    BODY = "body"  #: head parsed, body (or trailers) arriving
+    DONE = "done"  #: no further request will be read (close pending, or lingering)
+
+
+_IDLE, _HEAD, _BODY, _DONE = Stage.IDLE, Stage.HEAD, Stage.BODY, Stage.DONE
+
+
+class _StopParsing(Exception):
+    """Raised from a parser callback to stop at a request the server will not read."""
+
+
+class _ClientGone(Exception):
+    """The connection closed while a response was being written."""
+
+
+class _Cycle:
+    """One request on the connection, from its parsed head to its written response."""
+
+    __slots__ = ("environ", "http10", "keep_alive", "raw", "response", "task")
+
+    def __init__(self, environ: dict[str, Any] | None, keep_alive: bool, http10: bool) -> None:
+        self.environ = environ
+        self.keep_alive = keep_alive
+        self.http10 = http10
+        #: The application's response, once the handler has returned.
+        self.response: Response | None = None
+        #: Bytes to send instead of a response (a refusal); always the last on the connection.
+        self.raw: bytes | None = None
+        self.task: asyncio.Task[None] | None = None
+
+
+class KyoukaiProtocol(asyncio.Protocol):
+    """The base protocol for Kyoukai using httptools for a HTTP/1.0 or HTTP/1.1 interface.
+
+    One instance serves one connection. Requests are parsed as bytes arrive; each complete
+    request gets one task that runs the application, and responses are written in request
+    order with back-pressure. Refused requests never reach the application.
+
+    :param component: The :class:`~kyoukai.asphalt.KyoukaiComponent` (or any object with
+        ``app`` and ``settings``) this connection belongs to.
+    :param parent_context: The parent context of every request context on this connection.
+    :param server_ip: The address the server listens on.
+    :param server_port: The port the server listens on.
+    :param state: The shared state of the server; created for ``component`` if omitted.
+    """
+
+    def __init__(
+        self,
+        component: Any,
+        parent_context: Context | None,
+        server_ip: str,
+        server_port: int,
+        *,
+        state: ServerState | None = None,
+    ) -> None:
+        if state is None:
+            state = ServerState.for_component(component, parent_context)
+        #: The component this connection was made for.
+        self.component = component
+        #: The application.
+        self.app = component.app
+        #: The parent context of every request context.
+        self.parent_context = parent_context
+        #: The address and port the server listens on.
+        self.server_ip = server_ip
+        self.server_port = server_port
+        #: The httptools parser; it calls the ``on_*`` methods.
+        self.parser = httptools.HttpRequestParser(self)
+        #: The transport, once :meth:`connection_made` has run.
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self._state = state
+        self._settings = settings = state.settings
+        self._max_url = settings.max_request_line_size
+        self._max_line = settings.max_header_line_size
+        self._max_headers = settings.max_header_count
+        self._max_head = settings.max_head_size
+        self._max_body = settings.max_body_size
+        self._max_queue = settings.max_pipelined_requests
+        self._flow: FlowControl | None = None
+        self._base_environ: dict[str, Any] = {}
+        self._stage = _IDLE
+        self._pipeline: deque[_Cycle] = deque()
+        self._closed = False
+        self._queue_paused = False
+        self._unparsed: bytes | None = None
+        self._continue_pending = False
+        self._requests_seen = 0
+        #: Read deadline (loop time) for the current stage; 0 means none.
+        self._deadline = 0.0
+        self._write_deadline = 0.0
+        self._write_buffered = 0
+        # Per-request parsing state, reset by on_message_begin.
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._environ: dict[str, Any] | None = None
+        self._body: list[bytes] | None = None
+        self._body_size = 0
+        self._chunked = False
+        self._decoder: ContentDecoder | None = None
+        self._trailers = 0
+        # Raw-byte accounting (see the last invariant).
+        self._head_bytes = 0
+        self._began = False
+        self._progress = False
+        self._quiet = 0
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Called when a connection is made via asyncio.
+
+        :param transport: The transport this is using.
+        """
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        state = self._state
+        if len(state.connections) >= self._settings.max_connections:
+            logger.warning("Refusing a connection: %d are open", len(state.connections))
+            transport.write(error_response(503, state.date_line, "too many connections"))
+            self._closed = True
+            transport.close()
+            return
+        state.connections.add(self)
+        self._flow = FlowControl(transport)
+        high = self._settings.write_buffer_size
+        transport.set_write_buffer_limits(high, high // 4)
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        remote_addr, remote_port = (peer[0], str(peer[1])) if isinstance(peer, tuple) else ("", "")
+        if isinstance(local, tuple):
+            server_name, server_port = local[0], str(local[1])
+        else:
+            server_name, server_port = self.server_ip, str(self.server_port)
+        self._base_environ = {
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": server_name,
+            "SERVER_PORT": server_port,
+            "REMOTE_ADDR": remote_addr,
+            "REMOTE_PORT": remote_port,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": state.url_scheme,
+            "wsgi.errors": state.errors_stream,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "kyoukai.protocol": self,
+        }
+        # The head of the first request is due within request_timeout of the accept.
+        self._deadline = state.clock + self._settings.request_timeout
+        state.ensure_ticking()
+        signal = state.made_signal
+        if signal is not None and signal.listeners:
+            signal.dispatch(protocol=self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Called when the connection closes: cancel handlers still running, wake writers."""
+        if self._closed and self._flow is None:
+            return
+        self._closed = True
+        self._stage = _DONE
+        self._state.forget(self)
+        if self._flow is not None:
+            self._flow.release()
+        for cycle in self._pipeline:
+            if cycle.task is not None and not cycle.task.done():
+                cycle.task.cancel()
+        signal = self._state.lost_signal
+        if signal is not None and signal.listeners:
+            signal.dispatch(protocol=self)
+
+    def eof_received(self) -> bool:
+        """Called when the client half-closes: finish owed responses, then close."""
+        self._stage = _DONE
+        if self._pipeline and self._pipeline[-1].raw is None:
+            self._pipeline[-1].keep_alive = False
+            return True
+        return False
+
+    def pause_writing(self) -> None:
+        """Called when the transport's buffer goes over the high-water mark."""
+        assert self._flow is not None and self.transport is not None
+        self._flow.pause_writing()
+        self._write_deadline = self._state.clock + self._settings.write_timeout
+        self._write_buffered = self.transport.get_write_buffer_size()
+
+    def resume_writing(self) -> None:
+        """Called when the transport's buffer drains below the low-water mark."""
+        assert self._flow is not None
+        self._flow.resume_writing()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Called when data is received into the connection.
+
+        Small reads go to the parser whole. Larger ones are fed in slices, so that the head
+        limit is checked before httptools buffers too much and so that a read packed with
+        pipelined requests stops once the pipeline is full.
+        """
+        stage = self._stage
+        if stage is _DONE:
+            return  # a refused or closing connection: discard (lingering close)
+        if stage is _BODY:
+            self._deadline = self._state.clock + self._settings.body_timeout
+        if self._unparsed is not None:
+            data, self._unparsed = self._unparsed + data, None
+        if stage is _IDLE and len(data) <= PARSE_SLICE and not self._queue_paused:
+            self._feed(data)
+            return
+        pos, end = 0, len(data)
+        while pos < end and self._stage is not _DONE:
+            if self._queue_paused:
+                self._unparsed = data[pos:]
+                return
+            size = PARSE_SLICE
+            if self._stage is _HEAD:
+                size = min(size, self._max_head - self._head_bytes)
+            piece = data[pos : pos + size] if pos or end > size else data
+            pos += len(piece)
+            self._feed(piece)
+
+    def _feed(self, piece: bytes) -> None:
+        was_head = self._stage is _HEAD
+        self._began = False
+        try:
+            self.parser.feed_data(piece)
+        except httptools.HttpParserUpgrade:
+            # Upgrades (WebSocket, h2c) are not served here; the request was answered as a
+            # plain one and the bytes after it belong to another protocol, so stop reading.
+            self._stop_reading()
+            return
+        except _StopParsing:
+            return
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _StopParsing):
+                return
+            if not isinstance(cause, ProtocolError):
+                logger.error("Error in a parser callback", exc_info=cause)
+            self.handle_parser_exception(cause if isinstance(cause, ProtocolError) else exc)
+            return
+        except httptools.HttpParserError as exc:
+            self.handle_parser_exception(exc)
+            return
+        stage = self._stage
+        if stage is _HEAD:
+            if was_head and not self._began:
+                self._head_bytes += len(piece)
+            else:
+                # The head began inside this piece, after the last CRLFCRLF in it (the end of
+                # the previous head), so what follows that is an upper bound of its length.
+                end = piece.rfind(b"\r\n\r\n")
+                self._head_bytes = len(piece) - (end + 4 if end >= 0 else 0)
+            if self._head_bytes >= self._max_head:
+                self.handle_parser_exception(ProtocolError("head too large"))
+        elif stage is _BODY and self._chunked:
+            # Chunk-size lines and trailer fields are buffered by the parser with no callback;
+            # bytes that make no progress are counted like a head.
+            if self._progress:
+                self._progress = False
+                self._quiet = 0
+            else:
+                self._quiet += len(piece)
+                if self._quiet >= self._max_head:
+                    self.handle_parser_exception(ProtocolError("trailer section too large"))
+
+    def _stop_reading(self) -> None:
+        """Read no further request: the last parsed one closes the connection."""
+        self._stage = _DONE
+        if self._pipeline:
+            self._pipeline[-1].keep_alive = False
+        elif self.transport is not None:
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        """Called when a message begins."""
+        if self._stage is _DONE:
+            raise _StopParsing
+        self._began = True
+        self._stage = _HEAD
+        self._url = b""
+        self._headers = []
+        self._body = None
+        self._body_size = 0
+        self._chunked = False
+        self._decoder = None
+        self._trailers = 0
+        self._quiet = 0
+        if self._requests_seen:
+            # Later heads are due within request_timeout of their first byte.
+            self._deadline = self._state.clock + self._settings.request_timeout
+
+    def on_url(self, url: bytes) -> None:
+        """Called when a URL is received from the client."""
+        self._url += url
+        if len(self._url) > self._max_url:
+            raise ProtocolError("request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """Called when a header has been received.
+
+        :param name: The name of the header.
+        :param value: The value of the header.
+        """
+        if len(name) + len(value) > self._max_line:
+            raise ProtocolError("header line too long")
+        if self._stage is _BODY:
+            # A trailer field after a chunked body: counted, never merged into the headers
+            # (RFC 9110 section 6.5.1; aiohttp CVE-2025-53643).
+            self._progress = True
+            self._trailers += 1
+            if self._trailers > self._max_headers:
+                raise ProtocolError("too many headers", "in the trailer section")
+            return
+        headers = self._headers
+        headers.append((name, value))
+        if len(headers) > self._max_headers:
+            raise ProtocolError("too many headers")
+
+    def on_headers_complete(self) -> None:
+        """Called when the headers have been completely sent.
+
+        Builds the request's environ and applies the framing rules that close request
+        smuggling, before a byte of the body is read.
+        """
+        parser = self.parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            if version.startswith("0."):
+                raise ProtocolError("malformed request", f"HTTP/{version}")
+            raise ProtocolError("unsupported HTTP version", f"HTTP/{version}")
+        method = parser.get_method().decode("ascii")
+        target = self._url.decode("latin-1")
+        if target[:1] != "/":
+            target = self._origin_form(target, method)
+        path, _, query = target.partition("?")
+        environ = self._base_environ.copy()
+        environ["REQUEST_METHOD"] = method
+        environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
+        environ["QUERY_STRING"] = query
+        environ["REQUEST_URI"] = environ["RAW_URI"] = target
+        environ["SERVER_PROTOCOL"] = "HTTP/1.1" if version == "1.1" else "HTTP/1.0"
+        for name, raw in self._headers:
+            key = environ_key(name)
+            value = raw.decode("latin-1")
+            if key in environ:
+                if key == "HTTP_HOST" or key == "CONTENT_LENGTH":
+                    # RFC 9112 section 3.2: more than one Host is a 400.
+                    raise ProtocolError("malformed request", f"repeated {key}")
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
+            else:
+                environ[key] = value
+        if version == "1.1" and "HTTP_HOST" not in environ:
+            raise ProtocolError("malformed request", "HTTP/1.1 request without Host")
+        transfer = environ.get("HTTP_TRANSFER_ENCODING")
+        if transfer is not None:
+            check_transfer_encoding(transfer, version)
+            self._chunked = True
+        length = environ.get("CONTENT_LENGTH")
+        if length is not None and parse_content_length(length) > self._max_body:
+            raise ProtocolError("body too large")
+        coding = environ.get("HTTP_CONTENT_ENCODING")
+        if coding is not None:
+            decoder = ContentDecoder(coding, self._max_body, self._settings.max_content_codings)
+            if decoder.active:
+                self._decoder = decoder
+        self._environ = environ
+        self._stage = _BODY
+        self._deadline = self._state.clock + self._settings.body_timeout
+        expect = environ.get("HTTP_EXPECT")
+        if expect is not None and version == "1.1" and expect.lower() == "100-continue":
+            # The client waits for this before sending the body; after earlier responses.
+            if self._pipeline:
+                self._continue_pending = True
+            elif self.transport is not None:
+                self.transport.write(_CONTINUE)
+
+    @staticmethod
+    def _origin_form(target: str, method: str) -> str:
+        if target == "*" and method == "OPTIONS":
+            return target
+        scheme, sep, rest = target.partition("://")
+        if sep and scheme.lower() in ("http", "https"):
+            # Absolute form (RFC 9112 section 3.2.2): the path is what follows the authority.
+            slash = rest.find("/")
+            return rest[slash:] if slash >= 0 else "/"
+        raise ProtocolError("malformed request", "request target is not a path")
+
+    def on_body(self, body: bytes) -> None:
+        """Called when part of the body has been received.
+
+        :param body: The body text.
+        """
+        self._progress = True
+        size = self._body_size + len(body)
+        if size > self._max_body:
+            raise ProtocolError("body too large")
+        self._body_size = size
+        if self._decoder is not None:
+            body = self._decoder.feed(body)
+        if self._body is None:
+            self._body = [body]
+        else:
+            self._body.append(body)
+
+    def on_chunk_complete(self) -> None:
+        self._progress = True
+
+    def on_message_complete(self) -> None:
+        """Called when a message is complete. This creates the worker task which will begin
+        processing the request."""
+        environ = self._environ
+        assert environ is not None
+        parts = self._body
+        body = b"".join(parts) if parts is not None else b""
+        if self._decoder is not None:
+            self._decoder.finish()
+            del environ["HTTP_CONTENT_ENCODING"]
+            environ["CONTENT_LENGTH"] = str(len(body))
+        if self._chunked:
+            del environ["HTTP_TRANSFER_ENCODING"]
+            environ["CONTENT_LENGTH"] = str(len(body))
+        environ["wsgi.input"] = io.BytesIO(body)
+        self._environ = self._body = None
+        self._continue_pending = False
+        keep_alive = self.parser.should_keep_alive() and not self._state.closing
+        cycle = _Cycle(environ, keep_alive, environ["SERVER_PROTOCOL"] == "HTTP/1.0")
+        self._requests_seen += 1
+        self._stage = _IDLE if keep_alive else _DONE
+        pipeline = self._pipeline
+        pipeline.append(cycle)
+        cycle.task = self.loop.create_task(self._handle(cycle))
+        if len(pipeline) >= self._max_queue and self._flow is not None:
+            self._queue_paused = True
+            self._flow.pause_reading()
+
+    def handle_parser_exception(self, exc: Exception) -> None:
+        """Handles an exception when parsing.
+
+        This will not call into the app (hence why it is a normal function, and not a
+        coroutine). It answers with the status the problem maps to (400 for anything the parser
+        rejects) once earlier responses are out, and closes the connection.
+
+        :param exc: The exception to handle.
+        """
+        if self._stage is _DONE or self._closed:
+            return
+        status = exc.status if isinstance(exc, ProtocolError) else 400
+        detail = exc.problem if isinstance(exc, ProtocolError) else "malformed request"
+        logger.debug("Refusing a request with %d: %s", status, exc)
+        self._stage = _DONE
+        cycle = _Cycle(None, False, False)
+        cycle.raw = error_response(status, self._state.date_line, detail)
+        self._pipeline.append(cycle)
+        if len(self._pipeline) == 1:
+            self._write_refusal(cycle.raw)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def _handle(self, cycle: _Cycle) -> None:
+        """Run the application for one request, then write every response that is due."""
+        environ = cycle.environ
+        assert environ is not None
+        try:
+            request = self.app.request_class(environ)
+            timeout = self._settings.handler_timeout
+            if timeout is None:
+                response = await self.app.process_request(request, self.parent_context)
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        response = await self.app.process_request(request, self.parent_context)
+                except TimeoutError:
+                    logger.error("Handler for %s %s timed out", request.method, request.path)
+                    response = ServiceUnavailable().get_response(environ)
+        except asyncio.CancelledError:
+            return  # the client went away or the server is shutting down
+        except Exception:
+            logger.exception("Error handling %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"])
+            response = InternalServerError().get_response(environ)
+        cycle.response = response
+        if self._pipeline and self._pipeline[0] is cycle:  # invariant: request order
+            try:
+                await self._write_pipeline()
+            except (asyncio.CancelledError, _ClientGone):
+                pass
+
+    async def _write_pipeline(self) -> None:
+        pipeline = self._pipeline
+        while pipeline and not self._closed:
+            cycle = pipeline[0]
+            if cycle.raw is not None:
+                self._write_refusal(cycle.raw)
+                return
+            if cycle.response is None:
+                return  # its own task writes it when the handler returns
+            keep_alive = await self._write_response(cycle)
+            pipeline.popleft()
+            if not keep_alive:
+                self._close()
+                return
+        if self._closed:
+            return
+        if self._queue_paused and len(pipeline) < self._max_queue:
+            self._queue_paused = False
+            assert self._flow is not None
+            self._flow.resume_reading()
+            if self._unparsed is not None:
+                data, self._unparsed = self._unparsed, None
+                self.data_received(data)
+        if pipeline:
+            return
+        if self._continue_pending:
+            self._continue_pending = False
+            self._raw_write(_CONTINUE)
+        if self._stage is _IDLE:
+            if self._state.closing:
+                self._close()
+            else:
+                self._deadline = self._state.clock + self._settings.keep_alive_timeout
+
+    async def _write_response(self, cycle: _Cycle) -> bool:
+        """Write one response; return whether the connection stays open after it."""
+        response = cycle.response
+        environ = cycle.environ
+        assert response is not None and environ is not None and self._flow is not None
+        keep_alive = cycle.keep_alive and not self._state.closing
+        body_iter: Any = response.response
+        app_iter: Any = None
+        try:
+            if hasattr(body_iter, "__aiter__"):
+                headers = response.get_wsgi_headers(environ).to_wsgi_list()
+                code = response.status_code
+                body: bytes | None = None
+            else:
+                app_iter, status, headers = response.get_wsgi_response(environ)
+                code = int(status[:3])
+                body_iter = None
+                body = b"".join(app_iter) if response.is_sequence else None
+            no_body = environ["REQUEST_METHOD"] == "HEAD" or code < 200 or code in (204, 304)
+            head, chunked, keep_alive, length = render_head(
+                code,
+                headers,
+                self._state.date_line,
+                keep_alive=keep_alive,
+                http10=cycle.http10,
+                body_length=None if body is None or no_body else len(body),
+            )
+        except Exception as exc:
+            if not isinstance(exc, ResponseHeadError):
+                logger.exception("Error preparing the response to %s", environ["RAW_URI"])
+            else:
+                logger.error("Refusing to send the response to %s: %s", environ["RAW_URI"], exc)
+            _close_iter(app_iter)
+            error = InternalServerError().get_response(environ)
+            error_body = error.get_data()
+            head, _, keep_alive, _ = render_head(
+                500,
+                error.get_wsgi_headers(environ).to_wsgi_list(),
+                self._state.date_line,
+                keep_alive=keep_alive,
+                http10=cycle.http10,
+                body_length=len(error_body),
+            )
+            self._raw_write(head if environ["REQUEST_METHOD"] == "HEAD" else head + error_body)
+            return keep_alive
+        transport = self.transport
+        assert transport is not None
+        if no_body:
+            _close_iter(app_iter)
+            transport.write(head)
+        elif body is not None:
+            if len(body) < 65536:
+                transport.write(head + body)
+            else:
+                transport.write(head)
+                transport.write(body)
+            if length != len(body):
+                keep_alive = False  # the application's Content-Length is wrong: end here
+        elif not await self._stream(head, app_iter, body_iter, chunked, length):
+            return False
+        if self._flow.write_paused:
+            await self._drain()
+        return keep_alive
+
+    async def _stream(
+        self, head: bytes, app_iter: Any, body_iter: Any, chunked: bool, length: int | None
+    ) -> bool:
+        """Write a streamed body, waiting for the client whenever the buffer is full.
+
+        :return: False if the connection must close (a failed body or a length mismatch).
+        """
+        transport = self.transport
+        flow = self._flow
+        assert transport is not None and flow is not None
+        transport.write(head)
+        sent = 0
+        try:
+            if body_iter is not None:
+                async for item in body_iter:
+                    data = item.encode() if isinstance(item, str) else bytes(item)
+                    if data:
+                        sent += len(data)
+                        self._write_body(data, chunked)
+                        if flow.write_paused:
+                            await self._drain()
+            else:
+                for data in app_iter:
+                    if data:
+                        sent += len(data)
+                        self._write_body(data, chunked)
+                        if flow.write_paused:
+                            await self._drain()
+        except (_ClientGone, asyncio.CancelledError):
+            raise
+        except Exception:
+            logger.exception("Error while streaming a response body")
+            transport.abort()  # the head is out: a truncated body must not look complete
+            return False
+        finally:
+            if body_iter is not None:
+                aclose = getattr(body_iter, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            _close_iter(app_iter)
+        if chunked:
+            transport.write(_LAST_CHUNK)
+            return True
+        return length is not None and sent == length
+
+    def _write_body(self, data: bytes, chunked: bool) -> None:
+        if self._closed:
+            raise _ClientGone
+        assert self.transport is not None
+        if chunked:
+            self.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            self.transport.write(data)
+
+    async def _drain(self) -> None:
+        assert self._flow is not None
+        await self._flow.drain()
+        if self._closed:
+            raise _ClientGone
+
+    def _raw_write(self, data: bytes) -> None:
+        """Does a raw write to the underlying transport, if we can.
+
+        :param data: The data to write.
+        """
+        if not self._closed and self.transport is not None:
+            self.transport.write(data)
+
+    def _write_refusal(self, data: bytes) -> None:
+        """Send a refusal and close, letting the client read it before the socket goes."""
+        transport = self.transport
+        if self._closed or transport is None:
+            return
+        transport.write(data)
+        self._stage = _DONE
+        if transport.can_write_eof():
+            # Lingering close: stop writing, drop whatever still arrives, close on EOF or soon.
+            transport.write_eof()
+            self._deadline = self._state.clock + LINGER_SECONDS
+        else:
+            self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # -- timers and shutdown ------------------------------------------------------------------
+
+    def check_deadlines(self, now: float) -> None:
+        """Close this connection if a read or write deadline has passed (called by the server
+        about once a second)."""
+        flow = self._flow
+        transport = self.transport
+        if flow is None or transport is None or self._closed:
+            return
+        if flow.write_paused:
+            buffered = transport.get_write_buffer_size()
+            if buffered < self._write_buffered:
+                self._write_buffered = buffered
+                self._write_deadline = now + self._settings.write_timeout
+            elif now >= self._write_deadline:
+                logger.debug("Closing a connection whose client stopped reading")
+                transport.abort()
+                return
+        deadline = self._deadline
+        if not deadline or now < deadline:
+            return
+        stage = self._stage
+        if stage is _DONE:
+            if not self._pipeline or self._pipeline[0].raw is not None:
+                self._close()  # lingering ended
+            return
+        if self._pipeline:
+            return  # a response is owed; the client is waiting on us, not the reverse
+        if stage is _HEAD:
+            self.handle_parser_exception(ProtocolError("request head timeout"))
+        elif stage is _BODY:
+            self.handle_parser_exception(ProtocolError("request body timeout"))
+        else:
+            self._close()  # idle keep-alive, or a client that never sent a byte
+
+    def shutdown(self) -> None:
+        """Begin a graceful close: idle connections close now, busy ones after their response."""
+        if self._closed:
+            return
+        if not self._pipeline and self._stage is _IDLE:
+            self._close()
+        elif self._pipeline:
+            self._pipeline[-1].keep_alive = False
+
+    def pending_tasks(self) -> list[asyncio.Task[None]]:
+        """The handler tasks of this connection that have not finished."""
+        return [c.task for c in self._pipeline if c.task is not None and not c.task.done()]
+
+    def abort(self) -> None:
+        """Close at once, cancelling any handler still running."""
+        if self.transport is not None and not self._closed:
+            self.transport.abort()
+
+
+def _close_iter(app_iter: Any) -> None:
+    close = getattr(app_iter, "close", None)
+    if close is not None:
+        close()
