@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from asphalt.core import Context
+from werkzeug.exceptions import NotFound, abort
 from werkzeug.routing import Rule
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
@@ -129,6 +130,25 @@ async def test_teardown_runs_when_handler_fails(app: TestKyoukai) -> None:
     resp = await app.inject_request({}, "/")
     assert resp.status_code == 500
     assert events == ["torn down"]
+
+
+async def test_teardown_callback_gets_the_exception(app: TestKyoukai) -> None:
+    received: list[object] = []
+
+    @app.route("/<int:n>")
+    async def index(ctx, n):
+        ctx.add_teardown_callback(received.append, pass_exception=True)
+        if n == 1:
+            raise RuntimeError("boom")
+        if n == 2:
+            abort(404)
+        return "ok"
+
+    for n in (0, 1, 2):
+        await app.inject_request({}, f"/{n}")
+    assert received[0] is None
+    assert isinstance(received[1], RuntimeError)
+    assert isinstance(received[2], NotFound)
 
 
 async def test_async_teardown_callback_awaited(app: TestKyoukai) -> None:
