@@ -244,7 +244,7 @@ class Kyoukai:
         return response
 
     @staticmethod
-    async def _finish_context(ctx: HTTPRequestContext, token: Token[Context]) -> bool:
+    async def _finish_context(ctx: HTTPRequestContext, token: Token[Context | None]) -> bool:
         """Close the request context; ``False`` (logged) if a teardown callback failed."""
         try:
             await ctx.finish(token)

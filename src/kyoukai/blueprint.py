@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import HTTPException, NotFound
-from werkzeug.routing import Map, MapAdapter, Rule, Submount
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import BuildError, Map, MapAdapter, Rule, Submount
 
 from kyoukai._types import F, Handler, HookType
 from kyoukai.route import DEFAULT_METHODS, Route, check_hook_type
@@ -28,9 +28,7 @@ ADAPTER_CACHE_SIZE = 128
 MATCH_CACHE_SIZE = 1024
 
 # Werkzeug's own converters are pure functions of the path, so their results can be cached.
-_PURE_CONVERTERS = tuple(
-    converter for converter in Map.default_converters.values() if isinstance(converter, type)
-)
+_PURE_CONVERTERS = tuple(Map.default_converters.values())
 
 
 class Blueprint:
@@ -364,17 +362,13 @@ class Blueprint:
         :param map_options: Passed to :class:`~werkzeug.routing.Map` (``strict_slashes``,
             ``converters``, ...).
         :return: The routing map.
-        :raises ValueError: If two routes share an endpoint name.
+        :raises TypeError: If a route's handler does not fit the parameters of its paths.
         """
         endpoints: dict[str, Route] = {}
         for route in self.tree_routes:
-            name = route.get_endpoint_name()
-            if name in endpoints and endpoints[name] is not route:
-                raise ValueError(
-                    f"the endpoint {name!r} is used by {endpoints[name]!r} and {route!r}; "
-                    "give one of them endpoint= or rename the function"
-                )
-            endpoints[name] = route
+            # Two instances of one route group share endpoint names; URLs are built for
+            # the first, and matching does not depend on names at all.
+            endpoints.setdefault(route.get_endpoint_name(), route)
             for url, _ in route.routes:
                 route.check_route_args(dict.fromkeys(_rule_args(url)))
         hosted_rules = self._rules(hosted=True)
@@ -433,26 +427,35 @@ class Blueprint:
         if static is not None:
             for rule in static:
                 if rule.methods is None or method in rule.methods:
-                    return self._endpoints[rule.endpoint], {}, rule
+                    return _route_of(rule), {}, rule
         cached = self._match_cache.get((path, method))
         if cached is not None:
-            rule, params = cached
-            return self._endpoints[rule.endpoint], dict(params), rule
+            return _route_of(cached[0]), dict(cached[1]), cached[0]
         adapter, host_adapter = self._bind(environment)
         query = environment.get("QUERY_STRING", "")
+        host_methods: list[str] = []
         if host_adapter is not None:
             try:
                 rule, params = host_adapter.match(path, method, return_rule=True, query_args=query)
             except NotFound:
                 pass
+            except MethodNotAllowed as exc:
+                host_methods = list(exc.valid_methods or ())
             else:
-                return self._endpoints[rule.endpoint], params, rule
-        rule, params = adapter.match(path, method, return_rule=True, query_args=query)
+                return _route_of(rule), params, rule
+        try:
+            rule, params = adapter.match(path, method, return_rule=True, query_args=query)
+        except MethodNotAllowed as exc:
+            raise MethodNotAllowed([*host_methods, *(exc.valid_methods or ())]) from None
+        except NotFound:
+            if host_methods:
+                raise MethodNotAllowed(host_methods) from None
+            raise
         if host_adapter is None and _has_pure_converters(rule):
             if len(self._match_cache) >= MATCH_CACHE_SIZE:
                 self._match_cache.clear()
             self._match_cache[(path, method)] = (rule, dict(params))
-        return self._endpoints[rule.endpoint], params, rule
+        return _route_of(rule), params, rule
 
     def url_for(
         self,
@@ -468,7 +471,8 @@ class Blueprint:
 
         :param environment: The WSGI environ to build relative to.
         :param endpoint: ``blueprint.function`` or a custom endpoint name.
-        :param method: The method the URL is for, when paths differ by method.
+        :param method: The method the URL is for, when paths differ by method
+            (``methods=[...]`` is accepted too: the first that has a path is used).
         :param kwargs: Path parameters; ``force_external=True`` builds an absolute URL.
             Other unknown keys become the query string.
         :raises werkzeug.routing.BuildError: If the URL cannot be built.
@@ -477,12 +481,19 @@ class Blueprint:
         if root.map is None:
             raise RuntimeError("the routing map is not built yet: call app.finalize() first")
         force_external = bool(kwargs.pop("force_external", False))
+        # The guides spell it ``methods=[...]``: build for the first method that has a path.
+        candidates = [method] if method is not None else list(kwargs.pop("methods", None) or [None])
         adapter, host_adapter = root._bind(environment)
         if host_adapter is not None:
             route = root._endpoints.get(endpoint)
             if route is not None and route.bp is not None and route.bp.host is not None:
                 adapter = host_adapter
-        return adapter.build(endpoint, kwargs, method=method, force_external=force_external)
+        for candidate in candidates[:-1]:
+            try:
+                return adapter.build(endpoint, kwargs, candidate, force_external=force_external)
+            except BuildError:
+                continue
+        return adapter.build(endpoint, kwargs, candidates[-1], force_external=force_external)
 
 
 _RULE_ARGUMENT = re.compile(r"<(?:[^<>]*:)?([A-Za-z_][A-Za-z0-9_]*)>")
@@ -505,3 +516,10 @@ def _has_pure_converters(rule: Rule) -> bool:
     return rule.redirect_to is None and all(
         type(converter) in _PURE_CONVERTERS for converter in rule._converters.values()
     )
+
+
+def _route_of(rule: Rule) -> Route:
+    route: Route | None = getattr(rule, "route", None)
+    if route is None:
+        raise LookupError(f"{rule!r} was not built from a route")
+    return route

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping
+from types import GenericAlias, UnionType
 from typing import TYPE_CHECKING, Any
 
-from asphalt.core import Context
 from werkzeug.exceptions import BadRequest
 from werkzeug.routing import Rule, Submount
 from werkzeug.wrappers import Response
 
 from kyoukai._types import F, Handler, HookType
+from kyoukai.asphalt import HTTPRequestContext
 from kyoukai.util import wrap_response
 
 if TYPE_CHECKING:
-    from kyoukai.asphalt import HTTPRequestContext
     from kyoukai.blueprint import Blueprint
 
-__all__ = ["DEFAULT_METHODS", "Route"]
+__all__ = ["DEFAULT_METHODS", "Route", "RouteRule"]
 
 #: The methods a path answers when none are given. Werkzeug adds ``HEAD`` to any ``GET`` rule.
 DEFAULT_METHODS: tuple[str, ...] = ("GET", "HEAD")
@@ -67,15 +67,27 @@ class _Signature:
 
     @staticmethod
     def _converter_for(annotation: Any) -> Callable[[Any], Any] | None:
-        if annotation is inspect.Parameter.empty or annotation is Any:
-            return None
-        if annotation is bool:
-            return _to_bool
+        if annotation is inspect.Parameter.empty or annotation is bool:
+            return _to_bool if annotation is bool else None
         if isinstance(annotation, type):
             return annotation
-        if inspect.isfunction(annotation) or inspect.ismethod(annotation):
-            return annotation  # a converter function, possibly async
-        return None  # typing constructs (list[int], Optional[...]) are documentation only
+        if isinstance(annotation, GenericAlias | UnionType) or (
+            type(annotation).__module__ == "typing"
+        ):
+            return None  # typing constructs (list[int], X | None, Any) only document
+        if callable(annotation):
+            converter: Callable[[Any], Any] = annotation  # a function or object, maybe async
+            return converter
+        return None
+
+
+class RouteRule(Rule):
+    """A Werkzeug rule that knows the :class:`Route` it leads to."""
+
+    def __init__(self, string: str, *, route: Route | None = None, **kwargs: Any) -> None:
+        super().__init__(string, **kwargs)
+        #: The route this rule leads to.
+        self.route = route
 
 
 class Route:
@@ -168,11 +180,11 @@ class Route:
             return self.__name__
         return f"{bp.name}.{self.__name__}"
 
-    def get_rules(self, prefix: str = "", host: str | None = None) -> list[Rule]:
+    def get_rules(self, prefix: str = "", host: str | None = None) -> list[RouteRule]:
         """Werkzeug rules for every path of this route, under ``prefix``."""
         endpoint = self.get_endpoint_name()
         return [
-            Rule(prefix + url, methods=methods, endpoint=endpoint, host=host)
+            RouteRule(prefix + url, methods=methods, endpoint=endpoint, host=host, route=self)
             for url, methods in self.routes
         ]
 
@@ -209,14 +221,16 @@ class Route:
         return self.hooks[type_]
 
     def _resolved_hooks(self) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
-        """Blueprint hooks (parent to child) then route hooks, cached until hooks change."""
+        """Blueprint hooks (parent to child) then route hooks, or all of it reversed with
+        ``reverse_hooks``; cached until hooks change."""
         if self._hook_cache is None:
             chains: list[list[Callable[..., Any]]] = []
             for type_ in ("pre", "post"):
-                inherited = list(self.bp.get_hooks(type_)) if self.bp is not None else []
+                inherited = self.bp.get_hooks(type_) if self.bp is not None else []
+                chain = inherited + self.hooks[type_]
                 if self.reverse_hooks:
-                    inherited.reverse()
-                chains.append(inherited + self.hooks[type_])
+                    chain.reverse()  # innermost first: the route's, then child to parent
+                chains.append(chain)
             self._hook_cache = (chains[0], chains[1])
         return self._hook_cache
 
@@ -323,11 +337,12 @@ class Route:
             if inspect.isawaitable(new_ctx):
                 new_ctx = await new_ctx
             if new_ctx is not None:
-                if not isinstance(new_ctx, Context):
+                if not isinstance(new_ctx, HTTPRequestContext):
                     raise TypeError(
                         f"the pre-request hook {hook!r} returned {new_ctx!r}; a pre-request hook "
-                        "returns the context to use, or None to keep the current one"
+                        "returns the HTTPRequestContext to use, or None to keep the current one"
                     )
+                _adopt_context(ctx, new_ctx)
                 ctx = new_ctx
         kwargs = params
         if self.do_argument_checking and kwargs:
@@ -346,6 +361,26 @@ class Route:
             if new_response is not None:
                 response = wrap_response(new_response, response_class)
         return response
+
+
+def _adopt_context(old: HTTPRequestContext, new: HTTPRequestContext) -> None:
+    """Let a context returned by a pre-request hook take over from ``old``.
+
+    A fresh context gets the request's match information, and one created under ``old``
+    is closed with it, so whatever the handler adds to it is torn down with the request.
+    """
+    if new is old:
+        return
+    if new.app is None:
+        new.app, new.params, new.route, new.bp, new.rule = (
+            old.app,
+            old.params,
+            old.route,
+            old.bp,
+            old.rule,
+        )
+    if not new.closed and old in new.context_chain:
+        old.add_teardown_callback(new.close, pass_exception=True)
 
 
 def _is_bare_body(result: Any) -> bool:

@@ -9,7 +9,6 @@ to that blueprint.
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -68,7 +67,12 @@ class RouteGroupType(type):
         """Build the blueprint of the route group instance ``obb`` from its marked methods."""
         bp_kwargs = dict(cls._bp_kwargs)
         bp = Blueprint(bp_kwargs.pop("name", cls.__name__), **bp_kwargs)
-        for attribute, member in inspect.getmembers(cls):
+        # Definition order, bases first (a subclass's override keeps its base's place), so
+        # hooks run in the order they were written.
+        members: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            members.update(vars(klass))
+        for attribute, member in members.items():
             kind = getattr(member, "rg_delegate", None)
             if kind is None:
                 continue

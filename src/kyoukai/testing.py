@@ -6,7 +6,7 @@ import json as jsonlib
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from asphalt.core import Context
 from werkzeug.wrappers import Response
@@ -16,6 +16,9 @@ from kyoukai.blueprint import Blueprint
 from kyoukai.wsgi import to_wsgi_environment
 
 __all__ = ["TestKyoukai"]
+
+#: Printable ASCII passes through unchanged; everything else is percent-encoded as UTF-8.
+_URL_SAFE = "".join(chr(code) for code in range(0x21, 0x7F))
 
 
 class _TestingBpCtxManager:
@@ -70,6 +73,8 @@ class TestKyoukai(Kyoukai):
         new = cls.__new__(cls)
         new.__dict__.update(other_app.__dict__)
         new.base_context = base_context
+        # Requests go through the wrapped application's own processing (and its overrides).
+        new.process_request = other_app.process_request  # type: ignore[method-assign]
         return new
 
     def testing_bp(self) -> _TestingBpCtxManager:
@@ -100,6 +105,8 @@ class TestKyoukai(Kyoukai):
         """
         if not self._root.finalized:
             self.finalize()
+        # The URL is text: send non-ASCII characters percent-encoded, as a client would.
+        url = quote(url, safe=_URL_SAFE)
         if isinstance(body, str):
             body = body.encode("utf-8")
         header_pairs = (
