@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from asphalt.core import Context
+import asyncio
+
+from asphalt.core import Context, current_context
 from werkzeug.exceptions import NotFound, abort
 from werkzeug.routing import Rule
 from werkzeug.test import EnvironBuilder
@@ -221,3 +223,45 @@ async def test_context_class_is_used() -> None:
         return ctx.tag
 
     assert (await custom.inject_request({}, "/")).get_data() == b"tagged"
+
+
+async def test_concurrent_requests_keep_their_own_context(app: TestKyoukai) -> None:
+    second_started = asyncio.Event()
+    results: list[str] = []
+
+    @app.route("/<name>")
+    async def handler(ctx, name):
+        if name == "first":
+            await second_started.wait()
+        else:
+            second_started.set()
+        ok = current_context() is ctx and ctx.params == {"name": name}
+        results.append(name)
+        return f"{name} {ok}"
+
+    async with asyncio.timeout(5):
+        first, second = await asyncio.gather(
+            app.inject_request({}, "/first"), app.inject_request({}, "/second")
+        )
+    assert first.get_data() == b"first True"
+    assert second.get_data() == b"second True"
+    assert results == ["second", "first"]
+
+
+async def test_teardown_of_context_returned_by_pre_hook(app: TestKyoukai) -> None:
+    # Request Hooks: a pre hook may return "a new context"; resources and teardown callbacks
+    # the handler adds to it must still be torn down when the request ends.
+    events: list[str] = []
+
+    @app.root.before_request
+    async def swap(ctx):
+        return HTTPRequestContext(ctx, ctx.request)
+
+    @app.route("/")
+    async def index(ctx):
+        ctx.add_teardown_callback(lambda: events.append("torn down"))
+        return "done"
+
+    resp = await app.inject_request({}, "/")
+    assert (resp.status_code, resp.get_data()) == (200, b"done")
+    assert events == ["torn down"]

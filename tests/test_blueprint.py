@@ -663,7 +663,7 @@ async def test_child_route_after_finalize_raises(app: TestKyoukai) -> None:
             return ""
 
 
-async def test_duplicate_endpoint_rejected_at_finalize(app: TestKyoukai) -> None:
+async def test_same_named_blueprints_keep_their_own_routes(app: TestKyoukai) -> None:
     first = Blueprint("same")
     second = Blueprint("same", prefix="/2")
     app.register_blueprint(first)
@@ -671,14 +671,14 @@ async def test_duplicate_endpoint_rejected_at_finalize(app: TestKyoukai) -> None
 
     @first.route("/")
     async def index(ctx):
-        return ""
+        return "first"
 
     @second.route("/")
     async def index(ctx):  # noqa: F811
-        return ""
+        return "second"
 
-    with pytest.raises(ValueError, match="endpoint"):
-        app.finalize()
+    assert (await app.inject_request({}, "/")).get_data() == b"first"
+    assert (await app.inject_request({}, "/2/")).get_data() == b"second"
 
 
 async def test_blueprint_with_second_parent_rejected(app: TestKyoukai) -> None:
@@ -686,3 +686,25 @@ async def test_blueprint_with_second_parent_rejected(app: TestKyoukai) -> None:
     Blueprint("one").add_child(child)
     with pytest.raises(ValueError, match="one parent"):
         Blueprint("two").add_child(child)
+
+
+async def test_host_route_with_other_method_does_not_hide_any_host_route() -> None:
+    # Host Matching: routes of blueprints without a host "will match on any hosts".
+    app = TestKyoukai("site", host_matching=True)
+    api = Blueprint("api", host="api.example.com")
+    app.register_blueprint(api)
+
+    @api.route("/items", methods=["POST"])
+    async def create(ctx):
+        return "created"
+
+    @app.route("/items")
+    async def listing(ctx):
+        return "listing"
+
+    resp = await app.inject_request({"Host": "api.example.com"}, "/items")
+    assert (resp.status_code, resp.get_data()) == (200, b"listing")
+    resp = await app.inject_request({"Host": "api.example.com"}, "/items", method="DELETE")
+    assert resp.status_code == 405
+    allow = {m.strip() for m in resp.headers["Allow"].split(",")} - {"OPTIONS"}
+    assert allow == {"GET", "HEAD", "POST"}

@@ -29,6 +29,24 @@ def positive(value: str) -> int:
     return number
 
 
+class Lookup:
+    """A converter object: callable, but not a function."""
+
+    def __call__(self, value: str) -> str:
+        return f"looked up {value}"
+
+
+class AsyncLookup:
+    """An async callable converter object."""
+
+    async def __call__(self, value: str) -> str:
+        return f"awaited {value}"
+
+
+lookup = Lookup()
+async_lookup = AsyncLookup()
+
+
 async def test_annotated_param_is_converted(app: TestKyoukai) -> None:
     @app.route("/users/<id>")
     async def user(ctx, id: int):
@@ -481,3 +499,43 @@ async def test_bool_annotation(app: TestKyoukai) -> None:
     assert (await app.inject_request({}, "/flag/true")).get_data() == b"True"
     assert (await app.inject_request({}, "/flag/off")).get_data() == b"False"
     assert (await app.inject_request({}, "/flag/maybe")).status_code == 400
+
+
+async def test_reverse_hooks_include_route_hooks(app: TestKyoukai) -> None:
+    # Route(reverse_hooks=True): "the request hooks should be reversed (i.e child to parent)";
+    # the route is the innermost level, so its hooks run first when reversed.
+    order: list[str] = []
+
+    @app.root.before_request
+    async def first(ctx):
+        order.append("first")
+
+    @app.root.before_request
+    async def second(ctx):
+        order.append("second")
+
+    @app.route("/", reverse_hooks=True)
+    async def index(ctx):
+        order.append("handler")
+        return ""
+
+    @index.before_request
+    async def route_pre(ctx):
+        order.append("route")
+
+    await app.inject_request({}, "/")
+    assert order == ["route", "second", "first", "handler"]
+
+
+async def test_callable_object_converter(app: TestKyoukai) -> None:
+    # Converters are "any callable" (changelog 1.6.0) and "can be awaitables" (1.8.3).
+    @app.route("/sync/<key>")
+    async def sync(ctx: HTTPRequestContext, key: lookup):
+        return key
+
+    @app.route("/async/<key>")
+    async def asynchronous(ctx: HTTPRequestContext, key: async_lookup):
+        return key
+
+    assert (await app.inject_request({}, "/sync/k")).get_data() == b"looked up k"
+    assert (await app.inject_request({}, "/async/k")).get_data() == b"awaited k"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from werkzeug.exceptions import abort
 from werkzeug.wrappers import Response
 
@@ -275,3 +276,79 @@ async def test_group_on_child_blueprint(app: TestKyoukai) -> None:
     app.register_blueprint(parent)
     parent.add_route_group(Counter(5))
     assert (await app.inject_request({}, "/parent/api/v1/count")).get_data() == b"5"
+
+
+async def test_get_rg_bp_rejects_non_groups() -> None:
+    with pytest.raises(TypeError):
+        get_rg_bp(object())
+
+
+async def test_each_instance_gets_its_own_blueprint() -> None:
+    first, second = Counter(1), Counter(2)
+    assert get_rg_bp(first) is not get_rg_bp(second)
+    assert get_rg_bp(first).prefix == get_rg_bp(second).prefix == "/api/v1"
+
+
+async def test_group_with_host() -> None:
+    class Api(RouteGroup, host="api.example.com"):
+        @route("/")
+        async def index(self, ctx):
+            return "api"
+
+    app = TestKyoukai("hosted", host_matching=True)
+    app.add_route_group(Api())
+    assert (await app.inject_request({"Host": "api.example.com"}, "/")).get_data() == b"api"
+    assert (await app.inject_request({"Host": "www.example.com"}, "/")).status_code == 404
+
+
+async def test_route_group_hooks_run_in_definition_order(app: TestKyoukai) -> None:
+    # Request Hooks: "They are fired in the order they are added."
+    class Ordered(RouteGroup):
+        def __init__(self) -> None:
+            self.order: list[str] = []
+
+        @route("/")
+        async def index(self, ctx):
+            return ""
+
+        @before_request
+        async def zeta(self, ctx):
+            self.order.append("zeta")
+
+        @before_request
+        async def alpha(self, ctx):
+            self.order.append("alpha")
+
+        @after_request
+        async def omega(self, ctx, response):
+            self.order.append("omega")
+
+        @after_request
+        async def beta(self, ctx, response):
+            self.order.append("beta")
+
+    group = Ordered()
+    app.add_route_group(group)
+    await app.inject_request({}, "/")
+    assert group.order == ["zeta", "alpha", "omega", "beta"]
+
+
+async def test_route_group_instances_under_two_parents(app: TestKyoukai) -> None:
+    # Route groups "easily allow having route templates": one class, several instances.
+    class Template(RouteGroup):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @route("/name")
+        async def get_name(self, ctx):
+            return self.name
+
+    first = Blueprint("first", prefix="/first")
+    second = Blueprint("second", prefix="/second")
+    app.register_blueprint(first)
+    app.register_blueprint(second)
+    first.add_route_group(Template("one"))
+    second.add_route_group(Template("two"))
+
+    assert (await app.inject_request({}, "/first/name")).get_data() == b"one"
+    assert (await app.inject_request({}, "/second/name")).get_data() == b"two"

@@ -306,6 +306,19 @@ async def test_advanced_routing_url_building(app: TestKyoukai) -> None:
     assert resp.get_data() == b"/api/users http://example.com/api/users /api/users/1"
 
 
+async def test_advanced_routing_url_building_methods(app: TestKyoukai) -> None:
+    api = Blueprint("api")
+    app.register_blueprint(api)
+
+    @api.route("/users/new", methods=["POST"])
+    @api.route("/users/list")
+    async def something_with_users(ctx):
+        return ctx.url_for("api.something_with_users", methods=["POST"])
+
+    resp = await app.inject_request({}, "/users/list")
+    assert (resp.status_code, resp.get_data()) == (200, b"/users/new")
+
+
 async def test_advanced_routing_endpoints(app: TestKyoukai) -> None:
     api = Blueprint("api")
     app.register_blueprint(api)

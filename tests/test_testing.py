@@ -247,3 +247,35 @@ async def test_inject_request_bytes_body_and_header_list(app: TestKyoukai) -> No
         [("X-Multi", "a"), ("X-Multi", "b")], "/", method="POST", body=b"raw"
     )
     assert resp.get_data() == b"a,b raw"
+
+
+async def test_wrap_existing_app_uses_its_process_request() -> None:
+    # TestKyoukai.wrap_existing_app: "whenever inject_request is called, it will use the old
+    # app's process_request".
+    class Branded(Kyoukai):
+        async def process_request(self, request, parent_context):
+            response = await super().process_request(request, parent_context)
+            response.headers["X-Brand"] = "branded"
+            return response
+
+    other_app = Branded("branded")
+
+    @other_app.route("/")
+    async def index(ctx):
+        return "ok"
+
+    testing = TestKyoukai.wrap_existing_app(other_app)
+    resp = await testing.inject_request({}, "/")
+    assert resp.get_data() == b"ok"
+    assert resp.headers.get("X-Brand") == "branded"
+
+
+async def test_inject_request_with_unencoded_unicode_url(app: TestKyoukai) -> None:
+    # inject_request(headers, url, ...): a test client takes the URL as text; today a
+    # non-latin-1 character makes werkzeug's Request raise UnicodeEncodeError out of it.
+    @app.route("/echo/<name>")
+    async def echo(ctx, name):
+        return f"{name}|{ctx.request.args['q']}"
+
+    resp = await app.inject_request({}, "/echo/境?q=界")
+    assert (resp.status_code, resp.get_data()) == (200, "境|界".encode())
