@@ -6,6 +6,7 @@ __version__ = "3.0.0.dev0"
 
 from kyoukai.app import Kyoukai as Kyoukai
 from kyoukai.asphalt import HTTPRequestContext as HTTPRequestContext
+from kyoukai.asphalt import KyoukaiComponent as KyoukaiComponent
 from kyoukai.blueprint import Blueprint as Blueprint
 from kyoukai.route import Route as Route
 from kyoukai.routegroup import RouteGroup as RouteGroup
@@ -15,6 +16,7 @@ __all__ = [
     "Blueprint",
     "HTTPRequestContext",
     "Kyoukai",
+    "KyoukaiComponent",
     "Route",
     "RouteGroup",
     "TestKyoukai",

@@ -336,12 +336,10 @@ class KyoukaiComponent(KyoukaiBaseComponent):
         self.server = await start_server(
             self.app, self.ip, self.port, component=self, base_context=ctx, ssl=self.ssl_context
         )
-        scheme = "https" if self.ssl_context is not None else "http"
-        logger.info("Serving %r on %s://%s:%d", self.app, scheme, self.ip, self.server.port)
         yield
+        # Teardown: stop accepting, let in-flight requests finish (shutdown_timeout), close.
         server, self.server = self.server, None
         await server.stop()
-        logger.info("Stopped serving %r", self.app)
 
     def get_protocol(self, ctx: Context, serv_info: tuple[str, int]) -> asyncio.Protocol:
         """Build the HTTP/1.1 protocol object for one new connection.

@@ -1,0 +1,1 @@
+"""The container component of the tutorial application."""
