@@ -539,3 +539,25 @@ async def test_callable_object_converter(app: TestKyoukai) -> None:
 
     assert (await app.inject_request({}, "/sync/k")).get_data() == b"looked up k"
     assert (await app.inject_request({}, "/async/k")).get_data() == b"awaited k"
+
+
+async def test_optional_param_with_default_across_paths(app: TestKyoukai) -> None:
+    @app.route("/list")
+    @app.route("/list/<page>")
+    async def listing(ctx, page: int = 1):
+        return str(page * 10)
+
+    assert (await app.inject_request({}, "/list")).get_data() == b"10"
+    assert (await app.inject_request({}, "/list/3")).get_data() == b"30"
+    assert (await app.inject_request({}, "/list/x")).status_code == 400
+
+
+async def test_methods_are_case_insensitive(app: TestKyoukai) -> None:
+    @app.route("/post", methods=["post"])
+    async def post(ctx):
+        return "posted"
+
+    assert (await app.inject_request({}, "/post", method="POST")).get_data() == b"posted"
+    resp = await app.inject_request({}, "/post", method="HEAD")
+    assert resp.status_code == 405
+    assert {m.strip() for m in resp.headers["Allow"].split(",")} - {"OPTIONS"} == {"POST"}
