@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark harness (``bench/run.py``), so it does not rot unseen.
+"""Smoke tests of the benchmark harness in ``bench/``, so that it does not rot unseen.
 
 The pure parts (wrk output, ``/proc`` parsing, the report) run everywhere. One test starts
 the raw httptools server with this interpreter and holds idle connections against it; it
@@ -16,19 +16,26 @@ from typing import Any
 
 import pytest
 
-BENCH_RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
 
 
-def _load_harness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH_RUN)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+def _load_harness() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
+    """Import the harness modules: ``_measure``, ``_report``, ``run`` and ``hotspots``."""
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        measure = importlib.import_module("_measure")
+        report = importlib.import_module("_report")
+        spec = importlib.util.spec_from_file_location("bench_run", BENCH_DIR / "run.py")
+        assert spec is not None and spec.loader is not None
+        run = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(run)
+        hotspots = importlib.import_module("hotspots")
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+    return measure, report, run, hotspots
 
 
-bench = _load_harness()
+measure, report, run, hotspots = _load_harness()
 
 LUA_OUTPUT = """Running 1s test @ http://127.0.0.1:8000/
   1 threads and 64 connections
@@ -55,13 +62,13 @@ Transfer/sec:      6.67MB
 
 
 def test_parse_wrk_output_reads_the_lua_summary() -> None:
-    res = bench.parse_wrk_output(LUA_OUTPUT)
+    res = measure.parse_wrk_output(LUA_OUTPUT)
     assert (res.requests, res.duration_s, res.p99_us, res.errors) == (12000, 1.0, 2500.0, 3)
     assert res.rps == 12000.0
 
 
 def test_parse_wrk_output_falls_back_to_wrk_text() -> None:
-    res = bench.parse_wrk_output(WRK_TEXT_OUTPUT)
+    res = measure.parse_wrk_output(WRK_TEXT_OUTPUT)
     assert res.requests == 180000
     assert res.duration_s == pytest.approx(3.0)
     assert res.p50_us == pytest.approx(980.0)
@@ -71,52 +78,52 @@ def test_parse_wrk_output_falls_back_to_wrk_text() -> None:
 
 def test_parse_wrk_output_without_summary_raises() -> None:
     with pytest.raises(ValueError, match="no wrk summary"):
-        bench.parse_wrk_output("unable to connect to 127.0.0.1:1 Connection refused\n")
+        measure.parse_wrk_output("unable to connect to 127.0.0.1:1 Connection refused\n")
 
 
 def test_wrk_script_sets_method_and_body_only_for_post() -> None:
-    get, post = (bench.wrk_script(sc) for sc in bench.SCENARIOS if sc.key in ("root", "post"))
+    get, post = (measure.wrk_script(sc) for sc in measure.SCENARIOS if sc.key in ("root", "post"))
     assert "wrk.method" not in get and "done = function" in get
     assert 'wrk.method = "POST"' in post and 'string.rep("x", 4096)' in post
 
 
 def test_wrk_argv_pins_the_client_cpu() -> None:
-    argv = bench.wrk_argv("http://127.0.0.1:1/", 64, 3, Path("root.lua"))
-    assert argv[:3] == ["taskset", "-c", bench.CLIENT_CPU]
+    argv = measure.wrk_argv("http://127.0.0.1:1/", 64, 3, Path("root.lua"))
+    assert argv[:3] == ["taskset", "-c", measure.CLIENT_CPU]
     assert "-c64" in argv and "-d3s" in argv and argv[-1] == "http://127.0.0.1:1/"
 
 
 def test_parse_proc_stat_handles_spaces_and_parentheses_in_the_name() -> None:
     text = "4242 (we (ird) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0"
-    st = bench.parse_proc_stat(text)
+    st = measure.parse_proc_stat(text)
     assert (st.ppid, st.cpu_ticks, st.children_cpu_ticks) == (17, 300, 10)
 
 
 def test_parse_status_kib() -> None:
     text = "Name:\tpython\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\n"
-    assert bench.parse_status_kib(text, "VmHWM") == 51200
-    assert bench.parse_status_kib(text, "VmSwap") == 0
+    assert measure.parse_status_kib(text, "VmHWM") == 51200
+    assert measure.parse_status_kib(text, "VmSwap") == 0
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_proc_readers_see_this_process() -> None:
-    assert os.getpid() in bench.process_tree(os.getpid())
-    assert bench.tree_cpu_ticks(os.getpid()) > 0
-    assert bench.tree_kib(os.getpid(), "VmHWM") > 0
+    assert os.getpid() in measure.process_tree(os.getpid())
+    assert measure.tree_cpu_ticks(os.getpid()) > 0
+    assert measure.tree_kib(os.getpid(), "VmHWM") > 0
 
 
 def _result(name: str, rps: list[float], cpu: float = 10.0, p99: float = 1000.0) -> Any:
-    server = next(s for s in bench.SERVERS if s.name == name)
+    server = next(s for s in measure.SERVERS if s.name == name)
     samples = {
-        sc.key: [bench.Sample(i, v, p99, cpu, 0) for i, v in enumerate(rps)]
-        for sc in bench.SCENARIOS
+        sc.key: [report.Sample(i, v, p99, cpu, 0) for i, v in enumerate(rps)]
+        for sc in measure.SCENARIOS
     }
-    idle = [bench.IdleResult(1000, 1000, 10_000, 30_000)]
-    return bench.ServerResult(server, samples=samples, peak_rss_kib=40_960, idle=idle)
+    idle = [measure.IdleResult(1000, 1000, 10_000, 30_000)]
+    return report.ServerResult(server, samples=samples, peak_rss_kib=40_960, idle=idle)
 
 
 def _info() -> Any:
-    return bench.RunInfo(
+    return report.RunInfo(
         date="2026-01-01 00:00 UTC",
         command="bench/.venv/bin/python bench/run.py",
         duration=3,
@@ -131,7 +138,7 @@ def _info() -> Any:
 def test_paired_ratio_pairs_samples_of_the_same_round() -> None:
     ky = _result("kyoukai", [200.0, 100.0])
     sanic = _result("sanic", [100.0, 100.0])
-    assert bench.paired_ratio(ky, sanic, "root") == pytest.approx(1.5)
+    assert report.paired_ratio(ky, sanic, "root") == pytest.approx(1.5)
 
 
 def test_render_markdown_shows_ratios_targets_and_failures() -> None:
@@ -140,9 +147,9 @@ def test_render_markdown_shows_ratios_targets_and_failures() -> None:
         _result("raw-httptools", [600.0, 600.0], cpu=5.0),
         _result("sanic", [200.0, 200.0]),
         _result("aiohttp", [100.0, 100.0]),
-        bench.ServerResult(bench.SERVERS[-1], failure="exited with code 1"),
+        report.ServerResult(measure.SERVERS[-1], failure="exited with code 1"),
     ]
-    text = bench.render_markdown(results, _info())
+    text = report.render_markdown(results, _info())
     assert "| sanic | 1.50x | 1.50x |" in text
     assert "1.50x (sanic)" in text  # the fastest peer
     assert "| starlette-granian | did not start |" in text
@@ -154,19 +161,30 @@ def test_render_markdown_shows_ratios_targets_and_failures() -> None:
 
 def test_render_markdown_without_kyoukai_says_so() -> None:
     results = [
-        bench.ServerResult(bench.SERVERS[0], failure="exited with code 1"),
+        report.ServerResult(measure.SERVERS[0], failure="exited with code 1"),
         _result("sanic", [200.0]),
     ]
-    text = bench.render_markdown(results, _info())
+    text = report.render_markdown(results, _info())
     assert "Kyoukai not available: exited with code 1" in text
 
 
 def test_quick_runs_are_not_saved_unless_asked() -> None:
-    assert bench.parse_args(["--quick"]).output is None
-    assert bench.parse_args([]).output == bench.RESULTS_PATH
-    assert [s.name for s in bench.select_servers("sanic,kyoukai")] == ["kyoukai", "sanic"]
+    assert run.parse_args(["--quick"]).output is None
+    assert run.parse_args([]).output == run.RESULTS_PATH
+    assert [s.name for s in run.select_servers("sanic,kyoukai")] == ["kyoukai", "sanic"]
     with pytest.raises(SystemExit):
-        bench.select_servers("nginx")
+        run.select_servers("nginx")
+
+
+def test_hotspots_summarise_counts_cumulative_and_own_samples() -> None:
+    stacks = [
+        "<module> (app.py:1);serve (/x/site-packages/srv.py:5);handle (srv.py:9) 3",
+        "<module> (app.py:1);serve (/x/site-packages/srv.py:5) 1",
+    ]
+    text = hotspots.summarise(stacks, top=5)
+    assert text.startswith("4 samples")
+    assert "100.0%  serve (srv.py)" in text
+    assert " 75.0%  handle (srv.py)" in text.split("own:")[1]
 
 
 @pytest.mark.slow
@@ -174,11 +192,11 @@ def test_quick_runs_are_not_saved_unless_asked() -> None:
 def test_raw_server_starts_holds_idle_connections_and_stops(tmp_path: Path) -> None:
     pytest.importorskip("uvloop")
     pytest.importorskip("httptools")
-    server = next(s for s in bench.SERVERS if s.role == "ceiling")
+    server = next(s for s in measure.SERVERS if s.role == "ceiling")
     with open(tmp_path / "server.log", "wb") as log:
-        with bench.running(server, log, pin=False, timeout=10.0) as (proc, port):
-            bench.check_responses(port, server)
-            idle = bench.measure_idle_connections(proc.pid, port, 20, settle=0.0)
+        with measure.running(server, log, pin=False, timeout=10.0) as (proc, port):
+            measure.check_responses(port, server)
+            idle = measure.measure_idle_connections(proc.pid, port, 20, settle=0.0)
             assert idle.held == 20
             assert idle.rss_after_kib > 0
     assert proc.returncode is not None
