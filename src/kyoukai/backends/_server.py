@@ -175,6 +175,7 @@ class KyoukaiServer:
         self._state = state
         self._stopped = asyncio.Event()
         self._stopping = False
+        self._port: int = server.sockets[0].getsockname()[1] if server.sockets else 0
 
     @property
     def sockets(self) -> tuple[Any, ...]:
@@ -184,8 +185,7 @@ class KyoukaiServer:
     @property
     def port(self) -> int:
         """The port the server is bound to (useful after listening on port 0)."""
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        return self._port
 
     @property
     def settings(self) -> ServerSettings:

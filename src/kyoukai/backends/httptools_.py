@@ -261,11 +261,13 @@ class KyoukaiProtocol(asyncio.Protocol):
             signal.dispatch(protocol=self)
 
     def eof_received(self) -> bool:
-        """Called when the client half-closes: finish owed responses, then close."""
+        """Called when the client half-closes; the connection then closes.
+
+        A FIN looks the same whether the client half-closed or went away, and clients that
+        half-close and still wait for a response are rare, so it counts as a disconnect:
+        handlers still running are cancelled instead of working for nobody.
+        """
         self._stage = _DONE
-        if self._pipeline and self._pipeline[-1].raw is None:
-            self._pipeline[-1].keep_alive = False
-            return True
         return False
 
     def pause_writing(self) -> None:
