@@ -294,6 +294,18 @@ async def test_options_is_automatic(app: TestKyoukai) -> None:
     assert called == []
 
 
+async def test_options_without_trailing_slash_redirects_like_get(app: TestKyoukai) -> None:
+    # Automatic OPTIONS answers as if every route accepted OPTIONS: GET /dir for a rule /dir/
+    # is a 307 to /dir/, and so is OPTIONS /dir.
+    @app.route("/dir/")
+    async def directory(ctx):
+        return "dir"
+
+    resp = await app.inject_request({"Host": "example.com"}, "/dir", method="OPTIONS")
+    assert resp.status_code == 307
+    assert resp.headers["Location"] == "http://example.com/dir/"
+
+
 async def test_options_on_unknown_path_is_404(app: TestKyoukai) -> None:
     @app.route("/thing")
     async def thing(ctx):

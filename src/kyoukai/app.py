@@ -218,7 +218,8 @@ class Kyoukai:
     async def process_request(self, request: Request, parent_context: Context | None) -> Response:
         """Process one request and return its response. Never raises.
 
-        Runs the request in a new request context (a child of ``parent_context``), matches it,
+        Finalizes the application first if nothing did yet. Runs the request in a new request
+        context (a child of ``parent_context``), matches it,
         runs hooks and handler, routes errors through error handlers, closes the context
         (tearing down request-scoped resources) and logs the request via :meth:`log_route`.
         Backends call this; they must not log the request again.
@@ -226,6 +227,8 @@ class Kyoukai:
         :param request: The request.
         :param parent_context: The context request contexts are children of.
         """
+        if not self._root.finalized:
+            self.finalize()
         log = logger.isEnabledFor(logging.INFO)
         started = time.perf_counter() if log else 0.0
         ctx = self.context_class(parent_context, request)

@@ -7,6 +7,7 @@ Finalizing the root builds one Werkzeug :class:`~werkzeug.routing.Map` for the w
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -450,6 +451,10 @@ class Blueprint:
         except NotFound:
             if host_methods:
                 raise MethodNotAllowed(host_methods) from None
+            if method == "OPTIONS":
+                # Automatic OPTIONS acts as if every route took it: redirect like GET would.
+                with contextlib.suppress(NotFound, MethodNotAllowed):
+                    adapter.match(path, "GET", query_args=query)
             raise
         if host_adapter is None and _has_pure_converters(rule):
             if len(self._match_cache) >= MATCH_CACHE_SIZE:

@@ -48,7 +48,8 @@ class TestKyoukai(Kyoukai):
     """An application that can be tested without a server.
 
     Requests are built in process and go through :meth:`Kyoukai.process_request`, exactly as
-    a server would send them. The routing map is built on the first request.
+    a server would send them. The routing map is built on the first request (by
+    ``process_request``).
 
     :param base_context: The parent context of every request context (a fresh
         :class:`~asphalt.core.Context` if omitted); publish test resources on it.
@@ -103,8 +104,6 @@ class TestKyoukai(Kyoukai):
         :param method: The request method.
         :param body: The request body.
         """
-        if not self._root.finalized:
-            self.finalize()
         # The URL is text: send non-ASCII characters percent-encoded, as a client would.
         url = quote(url, safe=_URL_SAFE)
         if isinstance(body, str):
