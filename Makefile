@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/hello/app.py
 
-## test: install into .venv and run the whole test suite
+## test: install into .venv, check style and types, and run the whole test suite
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/ruff format --check src tests examples bench
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 ## lint: ruff (lint + format check) and mypy on src/
