@@ -1,0 +1,324 @@
+"""``asphalt run`` end to end: real processes, real sockets, configuration files and signals.
+
+Each test starts ``asphalt run`` on a free port of 127.0.0.1, waits until the port answers,
+talks HTTP to it, and stops it with SIGTERM (or kills it if the test failed first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+TUTORIAL = ROOT / "examples" / "tutorial"
+NOTES = ROOT / "examples" / "notes"
+ASPHALT = Path(sys.executable).parent / "asphalt"
+#: Seconds a process may take to start serving, and to exit after SIGTERM.
+STARTUP_TIMEOUT = 20.0
+EXIT_TIMEOUT = 10.0
+#: Seconds any one HTTP exchange may take.
+TIMEOUT = 5.0
+
+#: An application that shows which loop it runs on, and a request that is in flight when the
+#: process is told to stop: it finishes only once the shutdown has begun.
+E2E_APP = """
+import asyncio
+
+from asphalt.core import Component, ContainerComponent, Context, context_teardown
+
+from kyoukai import Kyoukai, KyoukaiComponent
+
+app = Kyoukai("e2e")
+shutdown_begun = asyncio.Event()
+
+
+@app.route("/info")
+async def info(ctx):
+    return {"loop": type(asyncio.get_running_loop()).__module__, "debug": __debug__}
+
+
+@app.route("/slow")
+async def slow(ctx):
+    print("slow request started", flush=True)
+    await shutdown_begun.wait()
+    return "finished during shutdown"
+
+
+class ShutdownWatcher(Component):
+    @context_teardown
+    async def start(self, ctx: Context):
+        yield
+        print("shutdown begun", flush=True)
+        shutdown_begun.set()
+
+
+class Root(ContainerComponent):
+    async def start(self, ctx: Context) -> None:
+        self.add_component("kyoukai", KyoukaiComponent, app=app)
+        await super().start(ctx)
+        # Started after the server, so torn down before it: the server then waits for /slow.
+        await ShutdownWatcher().start(ctx)
+"""
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the process binds it again: a tiny race)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class AsphaltProcess:
+    """A running ``asphalt run``: its output, collected as it comes, and its lifetime."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._line_added = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+            self._line_added.set()
+        self._line_added.set()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait_for_line(self, text: str) -> None:
+        """Wait until the process printed a line containing ``text``."""
+        async with asyncio.timeout(TIMEOUT):
+            while not any(text in line for line in self.lines):
+                if self._reader.done():
+                    pytest.fail(f"the process ended without printing {text!r}:\n{self.output}")
+                self._line_added.clear()
+                await self._line_added.wait()
+
+    async def wait_until_serving(self, port: int) -> None:
+        """Wait until ``port`` accepts connections; fail early if the process died."""
+        async with asyncio.timeout(STARTUP_TIMEOUT):
+            while True:
+                if self.process.returncode is not None:
+                    pytest.fail(
+                        f"asphalt exited with {self.process.returncode} before serving:\n"
+                        f"{self.output}"
+                    )
+                try:
+                    _, writer = await asyncio.wait_for(
+                        asyncio.open_connection("127.0.0.1", port), TIMEOUT
+                    )
+                except OSError:
+                    await asyncio.sleep(0.05)  # between connection attempts
+                    continue
+                writer.close()
+                await writer.wait_closed()
+                return
+
+    async def wait(self) -> int:
+        async with asyncio.timeout(EXIT_TIMEOUT):
+            code = await self.process.wait()
+            await self._reader
+        return code
+
+    async def terminate(self) -> int:
+        """Send SIGTERM and return the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return await self.wait()
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+        self._reader.cancel()
+
+
+@asynccontextmanager
+async def asphalt_run(
+    args: Sequence[str], cwd: Path, *, python_args: Sequence[str] | None = None, **env: str
+) -> AsyncIterator[AsphaltProcess]:
+    """Start ``asphalt run ARGS`` (or ``python PYTHON_ARGS -m asphalt run ARGS``) in ``cwd``."""
+    if python_args is None:
+        command = [str(ASPHALT), "run", *args]
+    else:
+        command = [sys.executable, *python_args, "-m", "asphalt", "run", *args]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    environment.update(env)
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=cwd,
+        env=environment,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    running = AsphaltProcess(process)
+    try:
+        yield running
+    finally:
+        await running.kill()
+
+
+def http(port: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=TIMEOUT, trust_env=False)
+
+
+@pytest.fixture
+def e2e_app(tmp_path: Path) -> Path:
+    """A directory holding :data:`E2E_APP` as ``e2e_app.py`` and its ``config.yml``."""
+    (tmp_path / "e2e_app.py").write_text(E2E_APP)
+    (tmp_path / "config.yml").write_text("component:\n  type: e2e_app:Root\n")
+    return tmp_path
+
+
+# -- the tutorial: the spec's two configurations ------------------------------------------------
+
+
+async def test_single_component_config_from_the_spec() -> None:
+    port = free_port()
+    # No PYTHONPATH: "app: app:kyk" is found in the working directory.
+    async with asphalt_run(["config.yml", "--set", f"component.port={port}"], TUTORIAL) as proc:
+        await proc.wait_until_serving(port)
+        async with http(port) as client:
+            page = await client.get("/")
+            style = await client.get("/static/style.css")
+        assert page.status_code == 200 and "Hello from Kyoukai" in page.text
+        assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
+        assert await proc.terminate() == 0
+    # The logging section's format, with the access log of the kyoukai logger.
+    assert "INFO kyoukai: GET / -> 200" in proc.output
+
+
+async def test_container_config_from_the_spec_overrides_the_address() -> None:
+    port = free_port()
+    args = ["container.yml", "--set", f"component.components.kyoukai.port={port}"]
+    async with asphalt_run(args, TUTORIAL, PYTHONPATH=str(TUTORIAL)) as proc:
+        await proc.wait_until_serving(port)
+        async with http(port) as client:
+            response = await client.get("/")
+        assert response.status_code == 200 and "Hello from Kyoukai" in response.text
+        assert await proc.terminate() == 0
+
+
+async def test_optimized_python_with_the_uvloop_policy(e2e_app: Path) -> None:
+    port = free_port()
+    args = ["-l", "uvloop", "config.yml", "--set", f"component.components.kyoukai.port={port}"]
+    async with asphalt_run(args, e2e_app, python_args=["-O"]) as proc:
+        await proc.wait_until_serving(port)
+        async with http(port) as client:
+            info = (await client.get("/info")).json()
+        assert info == {"loop": "uvloop", "debug": False}
+        assert await proc.terminate() == 0
+    assert "Running in production mode" in proc.output
+
+
+async def test_bad_configuration_stops_start_up_naming_the_key() -> None:
+    args = ["config.yml", "--set", "component.max_bdy_size=10"]
+    async with asphalt_run(args, TUTORIAL) as proc:
+        assert await proc.wait() != 0
+    assert "unknown Kyoukai configuration key 'max_bdy_size'" in proc.output
+    assert "did you mean 'max_body_size'?" in proc.output
+
+
+# -- graceful shutdown --------------------------------------------------------------------------
+
+
+async def test_sigterm_completes_the_request_in_flight(e2e_app: Path) -> None:
+    port = free_port()
+    args = ["config.yml", "--set", f"component.components.kyoukai.port={port}"]
+    async with asphalt_run(args, e2e_app, PYTHONPATH=str(e2e_app)) as proc:
+        await proc.wait_until_serving(port)
+        async with http(port) as client:
+            slow = asyncio.create_task(client.get("/slow"))
+            await proc.wait_for_line("slow request started")
+            proc.process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(TIMEOUT):
+                response = await slow
+            assert await proc.wait() == 0
+    assert (response.status_code, response.text) == (200, "finished during shutdown")
+    assert response.headers["connection"] == "close"
+    output = proc.output
+    assert output.index("Received SIGTERM") < output.index("shutdown begun")
+    assert output.index("GET /slow -> 200") < output.index("Application stopped")
+
+
+# -- the notes application ----------------------------------------------------------------------
+
+
+def notes_overlay(tmp_path: Path, database: Path) -> Path:
+    """A second configuration file, merged over ``examples/notes/config.yml``."""
+    overlay = tmp_path / "test.yml"
+    overlay.write_text(
+        f"component:\n  database: {json.dumps(str(database))}\nlogging:\n  root:\n    level: INFO\n"
+    )
+    return overlay
+
+
+@asynccontextmanager
+async def notes_server(tmp_path: Path, database: Path) -> AsyncIterator[httpx.AsyncClient]:
+    port = free_port()
+    args = [
+        "config.yml",
+        str(notes_overlay(tmp_path, database)),
+        "--set",
+        f"component.components.kyoukai.port={port}",
+    ]
+    async with asphalt_run(args, NOTES, PYTHONPATH=str(NOTES)) as proc:
+        await proc.wait_until_serving(port)
+        async with http(port) as client:
+            yield client
+        assert await proc.terminate() == 0, proc.output
+
+
+async def test_notes_api_and_data_surviving_a_restart(tmp_path: Path) -> None:
+    database = tmp_path / "notes.sqlite"
+    async with notes_server(tmp_path, database) as client:
+        created = await client.post("/notes", json={"title": "Groceries", "body": "tea"})
+        assert created.status_code == 201, created.text
+        note: dict[str, Any] = created.json()
+        assert created.headers["location"] == f"/notes/{note['id']}"
+        other = await client.post("/notes", json={"title": "Keep me"})
+        assert other.status_code == 201
+
+        listed = await client.get("/notes")
+        assert [n["title"] for n in listed.json()["notes"]] == ["Groceries", "Keep me"]
+
+        updated = await client.put(f"/notes/{note['id']}", json={"title": "Shopping"})
+        assert updated.status_code == 200
+        assert (updated.json()["title"], updated.json()["body"]) == ("Shopping", "")
+        patched = await client.patch(f"/notes/{note['id']}", json={"body": "green tea"})
+        assert patched.json()["body"] == "green tea"
+
+        invalid = await client.post("/notes", json={"title": "", "colour": "red"})
+        assert invalid.status_code == 400
+        assert invalid.headers["content-type"] == "application/json"
+        assert set(invalid.json()["fields"]) == {"title", "colour"}
+
+        deleted = await client.delete(f"/notes/{note['id']}")
+        assert deleted.status_code == 204
+        missing = await client.get(f"/notes/{note['id']}")
+        assert missing.status_code == 404 and "error" in missing.json()
+
+        page = await client.get("/")
+        assert page.status_code == 200 and "Keep me" in page.text
+
+    assert database.exists()
+    async with notes_server(tmp_path, database) as client:
+        listed = await client.get("/notes")
+        assert [n["title"] for n in listed.json()["notes"]] == ["Keep me"]
