@@ -7,10 +7,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import uvloop
 from werkzeug.wrappers import Response
 
 from kyoukai import HTTPRequestContext, Kyoukai
 from kyoukai.backends.httptools_ import KyoukaiServer
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Run every server test on both loops the server supports: asyncio's and uvloop's."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 class Gates:

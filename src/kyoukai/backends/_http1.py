@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
 
+from werkzeug.urls import iri_to_uri
+
 from kyoukai.wsgi import SERVER_HEADER
 
 __all__ = [
@@ -59,6 +61,21 @@ STATUS_FOR: dict[str, int] = {
 }
 
 _SERVER_LINE = f"Server: {SERVER_HEADER}\r\n"
+
+# Response header names render_head treats specially, by lower-case name; the usual
+# spellings are added too so that the common case needs no str.lower().
+_OTHER, _CONTENT_LENGTH, _HOP_BY_HOP, _SERVER, _DATE, _LOCATION = range(6)
+_KINDS = {
+    "content-length": _CONTENT_LENGTH,
+    "transfer-encoding": _HOP_BY_HOP,
+    "connection": _HOP_BY_HOP,
+    "server": _SERVER,
+    "date": _DATE,
+    "location": _LOCATION,
+    "content-location": _LOCATION,
+}
+_KINDS.update({name.title(): kind for name, kind in _KINDS.items()})
+_KINDS.update({"Content-Type": _OTHER, "Set-Cookie": _OTHER, "Cache-Control": _OTHER})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALID_NAMES: set[str] = set()
 _ENVIRON_KEYS: dict[bytes, str] = {}
@@ -261,7 +278,8 @@ def render_head(
     """Serialise a response head and decide how its body is framed.
 
     ``Server`` and ``Date`` are added unless the application set them; hop-by-hop
-    ``Transfer-Encoding`` and ``Connection`` are the server's to decide. A body of unknown length
+    ``Transfer-Encoding`` and ``Connection`` are the server's to decide; ``Location`` and
+    ``Content-Location`` are made ASCII-safe as Werkzeug would. A body of unknown length
     is chunked on HTTP/1.1 and ends with the connection on HTTP/1.0. 1xx and 204 responses carry
     no ``Content-Length``. Every name must be a token and no value may hold CR, LF or NUL, which
     is checked before a byte is written so a handler cannot split the response.
@@ -280,20 +298,25 @@ def render_head(
     content_length: int | None = None
     has_server = has_date = False
     for name, value in headers:
-        lname = name.lower()
-        if lname == "content-length":
-            if not value.isdigit():
-                raise ResponseHeadError(f"Content-Length {value!r} is not a number")
-            content_length = int(value)
-            continue
-        if lname == "transfer-encoding" or lname == "connection":
-            if lname == "connection" and "close" in value.lower():
-                keep_alive = False
-            continue
-        if lname == "server":
-            has_server = True
-        elif lname == "date":
-            has_date = True
+        kind = _KINDS.get(name)
+        if kind is None:
+            kind = _KINDS.get(name.lower(), _OTHER)
+        if kind:
+            if kind == _CONTENT_LENGTH:
+                if not value.isdigit():
+                    raise ResponseHeadError(f"Content-Length {value!r} is not a number")
+                content_length = int(value)
+                continue
+            if kind == _HOP_BY_HOP:
+                if name.lower() == "connection" and "close" in value.lower():
+                    keep_alive = False
+                continue
+            if kind == _SERVER:
+                has_server = True
+            elif kind == _DATE:
+                has_date = True
+            elif kind == _LOCATION:
+                value = iri_to_uri(value)
         if name not in _VALID_NAMES:
             if _TOKEN.fullmatch(name) is None:
                 raise ResponseHeadError(f"invalid header name {name!r}")

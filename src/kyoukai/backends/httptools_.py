@@ -32,7 +32,7 @@ import enum
 import io
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -41,6 +41,7 @@ from werkzeug.wrappers import Response
 
 from kyoukai.backends._flow import FlowControl
 from kyoukai.backends._http1 import (
+    _ENVIRON_KEYS,
     ContentDecoder,
     ProtocolError,
     ResponseHeadError,
@@ -202,8 +203,8 @@ class KyoukaiProtocol(asyncio.Protocol):
 
         :param transport: The transport this is using.
         """
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
         state = self._state
         if len(state.connections) >= self._settings.max_connections:
             logger.warning("Refusing a connection: %d are open", len(state.connections))
@@ -434,8 +435,9 @@ class KyoukaiProtocol(asyncio.Protocol):
         environ["QUERY_STRING"] = query
         environ["REQUEST_URI"] = environ["RAW_URI"] = target
         environ["SERVER_PROTOCOL"] = "HTTP/1.1" if version == "1.1" else "HTTP/1.0"
+        keys = _ENVIRON_KEYS
         for name, raw in self._headers:
-            key = environ_key(name)
+            key = keys.get(name) or environ_key(name)
             value = raw.decode("latin-1")
             if key in environ:
                 if key == "HTTP_HOST" or key == "CONTENT_LENGTH":
@@ -621,16 +623,22 @@ class KyoukaiProtocol(asyncio.Protocol):
         keep_alive = cycle.keep_alive and not self._state.closing
         body_iter: Any = response.response
         app_iter: Any = None
+        body: bytes | None = None
+        code = response.status_code
         try:
-            if hasattr(body_iter, "__aiter__"):
-                headers = response.get_wsgi_headers(environ).to_wsgi_list()
-                code = response.status_code
-                body: bytes | None = None
-            else:
-                app_iter, status, headers = response.get_wsgi_response(environ)
-                code = int(status[:3])
+            if type(body_iter) is list and code != 304 and _plain(response, body_iter):
+                # The common case, a body held in memory: Werkzeug's get_wsgi_response would
+                # only add the Content-Length and normalise Location, which render_head does.
+                headers: Any = response.headers
+                body = body_iter[0] if len(body_iter) == 1 else b"".join(body_iter)
                 body_iter = None
-                body = b"".join(app_iter) if response.is_sequence else None
+            elif hasattr(body_iter, "__aiter__"):
+                headers = response.get_wsgi_headers(environ).to_wsgi_list()
+            else:
+                app_iter, _, headers = response.get_wsgi_response(environ)
+                body_iter = None
+                if response.is_sequence:
+                    body = b"".join(app_iter)
             no_body = environ["REQUEST_METHOD"] == "HEAD" or code < 200 or code in (204, 304)
             head, chunked, keep_alive, length = render_head(
                 code,
@@ -815,6 +823,16 @@ class KyoukaiProtocol(asyncio.Protocol):
         """Close at once, cancelling any handler still running."""
         if self.transport is not None and not self._closed:
             self.transport.abort()
+
+
+def _plain(response: Response, items: list[Any]) -> bool:
+    """Whether ``response`` is bytes in memory that need none of Werkzeug's per-request fixes."""
+    if response.autocorrect_location_header or not response.automatically_set_content_length:
+        return False
+    for item in items:
+        if type(item) is not bytes:
+            return False
+    return True
 
 
 def _close_iter(app_iter: Any) -> None:
