@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -181,6 +182,7 @@ def test_server_settings_are_taken_from_the_configuration(app: Kyoukai) -> None:
         ({"request_timeout": "soon"}, TypeError, "'request_timeout' must be a number"),
         ({"run_server": "no"}, TypeError, "run_server must be true or false"),
         ({"http2": "yes"}, TypeError, "http2 must be true or false"),
+        ({"access_log": 0}, TypeError, "access_log must be true or false"),
         ({"resource_name": "my app"}, ValueError, "resource_name must be a name"),
         ({"port": "80"}, ValueError, "port must be an integer"),
         ({"port": 70000}, ValueError, "port must be an integer from 0 to 65535"),
@@ -323,6 +325,19 @@ async def test_base_component_publishes_without_serving(app: Kyoukai) -> None:
         await component.start(ctx)
         assert ctx.require_resource(Kyoukai) is app
         assert component.server is None
+
+
+async def test_access_log_can_be_turned_off_per_application(
+    app: Kyoukai, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kyoukai")
+    async with Context() as ctx:
+        await KyoukaiComponent(app, run_server=False, access_log=False).start(ctx)
+        await app.process_request(make_request("/"), ctx)
+        assert not [r for r in caplog.records if "GET / -> 200" in r.getMessage()]
+    # The application logs again once the component is gone.
+    await app.process_request(make_request("/"), Context())
+    assert [r for r in caplog.records if "GET / -> 200" in r.getMessage()]
 
 
 async def test_requests_are_children_of_the_component_context(app: Kyoukai) -> None:

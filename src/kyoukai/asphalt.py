@@ -188,7 +188,7 @@ class RouteReturnedEvent(CtxEvent):
 logger = logging.getLogger("kyoukai.asphalt")
 
 #: Configuration keys of :class:`KyoukaiComponent` that are not server settings.
-COMPONENT_KEYS = ("resource_name", "run_server", "ssl", "http2")
+COMPONENT_KEYS = ("resource_name", "access_log", "run_server", "ssl", "http2")
 #: Keys of the ``ssl`` section.
 SSL_KEYS = ("enabled", "ssl_certfile", "ssl_keyfile")
 
@@ -206,7 +206,8 @@ class KyoukaiBaseComponent(Component):
     :param ip: The address to listen on.
     :param port: The port to listen on; ``0`` lets the system pick a free one.
     :param cfg: Further configuration. ``resource_name`` (default ``"default"``) names the
-        application resource; subclasses define the other keys.
+        application resource; ``access_log: false`` (default ``true``) stops the application
+        logging each request; subclasses define the other keys.
     :raises TypeError: If ``app`` is not (or does not refer to) a Kyoukai application.
     :raises LookupError: If the reference cannot be imported.
     """
@@ -234,6 +235,8 @@ class KyoukaiBaseComponent(Component):
         self.cfg = cfg
         #: The name the application is published under.
         self.resource_name: str = resource_name
+        #: Whether the application logs each request (``Kyoukai.log_route``).
+        self.access_log = _get_bool(cfg, "access_log", default=True)
         #: The running server (its handle), or ``None``.
         self.server: Any = None
         #: The context this component was started in: the parent of every request context.
@@ -256,6 +259,13 @@ class KyoukaiBaseComponent(Component):
             self.app.finalize()
         types: list[type] = [Kyoukai] if type(self.app) is Kyoukai else [Kyoukai, type(self.app)]
         ctx.add_resource(self.app, self.resource_name, types=types)
+        if not self.access_log:
+            # Per application, where the logging configuration of the ``kyoukai`` logger would
+            # silence every application in the process.
+            app = self.app
+            # setattr, as type checkers refuse an assignment to a method.
+            setattr(app, "log_route", _no_access_log)  # noqa: B010
+            ctx.add_teardown_callback(lambda: vars(app).pop("log_route", None))
 
     def get_server_name(self) -> str:
         """The name and version of the server, as in a ``Server`` header."""
@@ -289,7 +299,7 @@ class KyoukaiComponent(KyoukaiBaseComponent):
     :param cfg: ``run_server`` (default ``True``; ``False`` publishes the application
         without serving it, for another server such as an ASGI one), ``ssl`` (a mapping with
         ``enabled``, ``ssl_certfile``, ``ssl_keyfile``, or an :class:`ssl.SSLContext`),
-        ``http2``, ``resource_name``, and any server setting of
+        ``http2``, ``resource_name``, ``access_log``, and any server setting of
         :class:`~kyoukai.backends._settings.ServerSettings` (limits and timeouts).
     :raises TypeError: If a key is unknown or a value has the wrong type.
     :raises ValueError: If a value is out of range or the combination is not supported.
@@ -472,6 +482,10 @@ def _check_keys(config: Mapping[str, Any], valid: list[str] | tuple[str, ...], w
             raise TypeError(
                 f"unknown Kyoukai {what} {key!r}{hint}; valid keys are: {', '.join(valid)}"
             )
+
+
+def _no_access_log(request: Request, code: int, elapsed: float | None = None) -> None:
+    """Stands in for ``Kyoukai.log_route`` when ``access_log`` is false."""
 
 
 def _check_address(ip: object, port: object) -> None:
