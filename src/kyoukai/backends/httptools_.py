@@ -436,7 +436,12 @@ class KyoukaiProtocol(asyncio.Protocol):
         environ["REQUEST_URI"] = environ["RAW_URI"] = target
         environ["SERVER_PROTOCOL"] = "HTTP/1.1" if version == "1.1" else "HTTP/1.0"
         keys = _ENVIRON_KEYS
-        for name, raw in self._headers:
+        headers = self._headers
+        # A head that arrived in one read was never counted in data_received: count what the
+        # parser kept (line ends and ": " included), which is at most the raw size.
+        size = len(self._url) + len(method) + 12 + 4 * len(headers)
+        for name, raw in headers:
+            size += len(name) + len(raw)
             key = keys.get(name) or environ_key(name)
             value = raw.decode("latin-1")
             if key in environ:
@@ -446,6 +451,8 @@ class KyoukaiProtocol(asyncio.Protocol):
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
                 environ[key] = value
+        if size > self._max_head:
+            raise ProtocolError("head too large")
         if version == "1.1" and "HTTP_HOST" not in environ:
             raise ProtocolError("malformed request", "HTTP/1.1 request without Host")
         transfer = environ.get("HTTP_TRANSFER_ENCODING")
