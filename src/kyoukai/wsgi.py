@@ -7,6 +7,7 @@ plain values: headers in, environ out; response in, bytes out.
 from __future__ import annotations
 
 import io
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from email.utils import formatdate
@@ -18,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from kyoukai import __version__
 
-__all__ = ["SERVER_HEADER", "get_formatted_response", "to_wsgi_environment"]
+__all__ = ["SERVER_HEADER", "check_header", "get_formatted_response", "to_wsgi_environment"]
 
 #: The ``Server`` header value every backend sends.
 SERVER_HEADER = f"Kyoukai/{__version__}"
@@ -26,6 +27,7 @@ SERVER_HEADER = f"Kyoukai/{__version__}"
 HeaderPairs = Iterable[tuple[str | bytes, str | bytes]] | Mapping[str, str]
 
 _STATUS_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _text(value: str | bytes) -> str:
@@ -99,29 +101,54 @@ def http_date() -> str:
     return formatdate(usegmt=True)
 
 
+def check_header(name: str, value: str) -> None:
+    """Refuse a response header that could split the response or corrupt the head.
+
+    Names must be RFC 9110 tokens; values must not contain CR, LF or NUL. Werkzeug only stops
+    CR and LF in values, and only when they are assigned through its API.
+
+    :raises ValueError: If the header is unsafe to write.
+    """
+    if _TOKEN.fullmatch(name) is None:
+        raise ValueError(f"invalid response header name {name!r}")
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise ValueError(f"response header {name!r} contains CR, LF or NUL")
+
+
 def get_formatted_response(response: Response, environ: dict[str, Any]) -> bytes:
     """Serialise a Werkzeug response to HTTP/1.1 bytes: status line, headers, then body.
 
     Werkzeug prepares the response for this request (relative ``Location`` made absolute,
     no body for ``HEAD``, 1xx, 204 and 304). ``Server`` and ``Date`` are added when the
-    application did not set them, and ``Content-Length`` whenever the body is known.
+    application did not set them, and ``Content-Length`` whenever the body may have one.
 
     :param response: The response to serialise.
     :param environ: The WSGI environ of the request it answers.
+    :raises ValueError: If a header could split the response (see :func:`check_header`).
     """
-    app_iter, _status, header_list = response.get_wsgi_response(environ)
-    body = b"".join(app_iter)
+    app_iter, _, header_list = response.get_wsgi_response(environ)
+    try:
+        body = b"".join(app_iter)
+    finally:
+        close = getattr(app_iter, "close", None)
+        if close is not None:
+            close()
     code = response.status_code
+    bodyless = 100 <= code < 200 or code == 204
     lines = [f"HTTP/1.1 {code} {_STATUS_PHRASES.get(code, 'Unknown')}"]
     seen = set()
     for name, value in header_list:
-        seen.add(name.lower())
+        check_header(name, value)
+        lname = name.lower()
+        if lname == "transfer-encoding" or (bodyless and lname == "content-length"):
+            continue  # the body is joined here: it is never chunked
+        seen.add(lname)
         lines.append(f"{name}: {value}")
     if "server" not in seen:
         lines.append(f"Server: {SERVER_HEADER}")
     if "date" not in seen:
         lines.append(f"Date: {http_date()}")
-    if "content-length" not in seen and not (100 <= code < 200 or code in (204, 304)):
+    if "content-length" not in seen and not (bodyless or code == 304):
         lines.append(f"Content-Length: {len(body)}")
     head = "\r\n".join(lines) + "\r\n\r\n"
     return head.encode("latin-1") + body
