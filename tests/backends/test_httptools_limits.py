@@ -267,3 +267,14 @@ async def test_pipeline_queue_pauses_reading(start, gates) -> None:
 async def test_unknown_server_option_is_a_type_error(server_app) -> None:
     with pytest.raises(TypeError, match="max_body_size"):
         await server_app.start("127.0.0.1", 0, max_bodysize=10)
+
+
+async def test_handler_timeout_gets_503_and_cancels_handler(start, gates) -> None:
+    server = await start(handler_timeout=0.2)
+    async with await RawClient.connect(server.port) as client:
+        await client.send(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = await client.read_response()
+        assert response.status_line == b"HTTP/1.1 503 Service Unavailable"
+        assert gates["forever-ended"].is_set()
+        await client.send(SIMPLE_GET)
+        assert (await client.read_response()).body == b"hello"
