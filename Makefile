@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,examples]'
 	touch $(STAMP)
 
-## demo: install and serve the example application on 127.0.0.1:4444
+## demo: install and serve the notes example (examples/notes) on 127.0.0.1:4444
+## (its SQLite file, examples/notes/notes.sqlite, is created on the first run)
 demo: $(STAMP)
-	$(PY) examples/hello/app.py
+	cd examples/notes && PYTHONPATH=. $(CURDIR)/$(VENV)/bin/asphalt run config.yml
 
 ## test: install into .venv, check style and types, and run the whole test suite
 test: $(STAMP)

@@ -222,6 +222,14 @@ async def test_get_protocol_builds_the_http1_protocol(app: Kyoukai) -> None:
     assert (protocol.server_ip, protocol.server_port) == ("127.0.0.1", 4444)
 
 
+def test_every_configuration_key_is_documented() -> None:
+    from kyoukai.asphalt import COMPONENT_KEYS, SSL_KEYS
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "asphalt.md").read_text()
+    for key in [*COMPONENT_KEYS, *SSL_KEYS, *ServerSettings.field_names()]:
+        assert f"`{key}`" in docs or f"{key}:" in docs, key
+
+
 # -- TLS configuration -----------------------------------------------------------------------
 
 

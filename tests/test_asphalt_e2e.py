@@ -270,6 +270,12 @@ def notes_overlay(tmp_path: Path, database: Path) -> Path:
     return overlay
 
 
+def check_notes_order(output: str) -> None:
+    """The server serves after the database is ready and stops before it is closed."""
+    assert output.index("Configured SQLAlchemy resources") < output.index("Kyoukai serving")
+    assert output.index("Kyoukai server stopped") < output.index("SQLAlchemy resources (default)")
+
+
 @asynccontextmanager
 async def notes_server(tmp_path: Path, database: Path) -> AsyncIterator[httpx.AsyncClient]:
     port = free_port()
@@ -284,6 +290,7 @@ async def notes_server(tmp_path: Path, database: Path) -> AsyncIterator[httpx.As
         async with http(port) as client:
             yield client
         assert await proc.terminate() == 0, proc.output
+    check_notes_order(proc.output)
 
 
 async def test_notes_api_and_data_surviving_a_restart(tmp_path: Path) -> None:

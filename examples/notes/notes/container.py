@@ -2,11 +2,13 @@
 
 Every child component starts in the same context, so the request contexts of the web server
 (children of that context) reach the database and the renderer. Configuration files may
-override any argument given here, under ``components: <alias>:``.
+override any argument given here, under ``components: <alias>:`` (``sqlalchemy``,
+``templating``, ``kyoukai``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from asphalt.core import ContainerComponent, Context
@@ -49,7 +51,17 @@ class NotesContainer(ContainerComponent):
             backend="jinja2",
             options={"package_name": "notes", "environment": {"autoescape": True}},
         )
-        # Added last: the server starts once the resources handlers need exist, and it is the
-        # first to stop (finishing its requests) when the context is torn down.
         self.add_component("kyoukai", KyoukaiComponent, app=app)
-        await super().start(ctx)
+        unknown = self.component_configs.keys() - self.child_components.keys()
+        if unknown:
+            raise ValueError(
+                f"unknown component(s) {', '.join(sorted(unknown))} in the configuration; "
+                f"the notes service has {', '.join(self.child_components)}"
+            )
+        # ContainerComponent.start() would start the children all at once. The web server
+        # starts last instead: it serves only once the database and the renderer are
+        # published, and, as teardown runs in reverse order, it is the first to stop
+        # (finishing its requests) before the database is closed.
+        children = self.child_components
+        await asyncio.gather(children["sqlalchemy"].start(ctx), children["templating"].start(ctx))
+        await children["kyoukai"].start(ctx)
