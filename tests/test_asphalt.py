@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -426,6 +427,16 @@ async def test_component_serves_with_resources_of_other_components(
         response = await http.get(url(component, "/db"))
     assert (response.status_code, response.text) == (200, "main")
     assert response.headers["server"].startswith("Kyoukai/")
+
+
+async def test_address_in_use_is_named(app: Kyoukai) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with Context() as ctx:
+            with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+                await KyoukaiComponent(app, port=port).start(ctx)
 
 
 async def test_teardown_stops_the_server(served: tuple[KyoukaiComponent, Context]) -> None:

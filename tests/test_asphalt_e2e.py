@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 pytestmark = pytest.mark.slow
 
@@ -234,6 +236,30 @@ async def test_bad_configuration_stops_start_up_naming_the_key() -> None:
         assert await proc.wait() != 0
     assert "unknown Kyoukai configuration key 'max_bdy_size'" in proc.output
     assert "did you mean 'max_body_size'?" in proc.output
+
+
+async def test_https_from_the_ssl_section(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    ca_file, cert_file, key_file = (tmp_path / name for name in ("ca.pem", "srv.crt", "srv.key"))
+    ca.cert_pem.write_to_path(str(ca_file))
+    issued.cert_chain_pems[0].write_to_path(str(cert_file))
+    issued.private_key_pem.write_to_path(str(key_file))
+    port = free_port()
+    args = [
+        "config.yml",
+        *("--set", f"component.port={port}"),
+        *("--set", f"component.ssl.ssl_certfile={cert_file}"),
+        *("--set", f"component.ssl.ssl_keyfile={key_file}"),
+    ]
+    trust = ssl.create_default_context(cafile=str(ca_file))
+    async with asphalt_run(args, TUTORIAL) as proc:
+        await proc.wait_until_serving(port)
+        async with httpx.AsyncClient(verify=trust, timeout=TIMEOUT, trust_env=False) as client:
+            response = await client.get(f"https://127.0.0.1:{port}/")
+        assert response.status_code == 200 and "Hello from Kyoukai" in response.text
+        assert await proc.terminate() == 0
+    assert f"on https://127.0.0.1:{port}" in proc.output
 
 
 # -- graceful shutdown --------------------------------------------------------------------------

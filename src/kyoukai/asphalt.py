@@ -343,9 +343,16 @@ class KyoukaiComponent(KyoukaiBaseComponent):
 
         from kyoukai.backends.httptools_ import start_server
 
-        self.server = await start_server(
-            self.app, self.ip, self.port, component=self, base_context=ctx, ssl=self.ssl_context
-        )
+        try:
+            self.server = await start_server(
+                self.app, self.ip, self.port, component=self, base_context=ctx, ssl=self.ssl_context
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"cannot listen on {self.ip}:{self.port} ({exc.strerror or exc}); "
+                "stop what uses that address or configure another ip or port",
+            ) from exc
         yield
         # Teardown: stop accepting, let in-flight requests finish (shutdown_timeout), close.
         server, self.server = self.server, None
