@@ -104,6 +104,11 @@ class _ClientGone(Exception):
     """The connection closed while a response was being written."""
 
 
+#: What _write_response leaves to _stream: head, app_iter, body_iter, chunked, length and
+#: whether the connection may stay open.
+_StreamJob = tuple[bytes, Any, Any, bool, "int | None", bool]
+
+
 class _Cycle:
     """One request on the connection, from its parsed head to its written response."""
 
@@ -597,8 +602,15 @@ class KyoukaiProtocol(asyncio.Protocol):
                 return
             if cycle.response is None:
                 return  # its own task writes it when the handler returns
-            keep_alive = await self._write_response(cycle)
+            result = self._write_response(cycle)
+            if type(result) is bool:
+                keep_alive = result
+            else:
+                *job, keep_alive = result
+                keep_alive = await self._stream(*job) and keep_alive
             pipeline.popleft()
+            if self._flow is not None and self._flow.write_paused:
+                await self._drain()
             if not keep_alive:
                 self._close()
                 return
@@ -622,8 +634,11 @@ class KyoukaiProtocol(asyncio.Protocol):
             else:
                 self._deadline = self._state.clock + self._settings.keep_alive_timeout
 
-    async def _write_response(self, cycle: _Cycle) -> bool:
-        """Write one response; return whether the connection stays open after it."""
+    def _write_response(self, cycle: _Cycle) -> bool | _StreamJob:
+        """Write one response; return whether the connection stays open after it.
+
+        A streamed body is not written here: the caller awaits the returned job.
+        """
         response = cycle.response
         environ = cycle.environ
         assert response is not None and environ is not None and self._flow is not None
@@ -686,10 +701,8 @@ class KyoukaiProtocol(asyncio.Protocol):
                 transport.write(body)
             if length != len(body):
                 keep_alive = False  # the application's Content-Length is wrong: end here
-        elif not await self._stream(head, app_iter, body_iter, chunked, length):
-            return False
-        if self._flow.write_paused:
-            await self._drain()
+        else:
+            return (head, app_iter, body_iter, chunked, length, keep_alive)
         return keep_alive
 
     async def _stream(
