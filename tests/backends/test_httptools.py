@@ -296,3 +296,29 @@ async def test_tls_sets_https_scheme(start, tmp_path) -> None:
     async with httpx.AsyncClient(verify=client_context, timeout=5) as client:
         response = await client.get(f"https://127.0.0.1:{server.port}/environ")
     assert response.json()["wsgi.url_scheme"] == "https"
+
+
+async def test_upgrade_is_ignored_and_connection_continues(server: KyoukaiServer) -> None:
+    upgrade = (
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+    )
+    async with await RawClient.connect(server.port) as client:
+        await client.send(upgrade + SIMPLE_GET)
+        first = await client.read_response()
+        assert first.status_line == b"HTTP/1.1 200 OK"
+        assert (await client.read_response()).body == b"hello"
+        await client.send(SIMPLE_GET)
+        assert (await client.read_response()).body == b"hello"
+
+
+async def test_upgrade_with_body_is_refused(server: KyoukaiServer) -> None:
+    request = (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Content-Length: 26\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"
+    )
+    async with await RawClient.connect(server.port) as client:
+        await client.send(request)
+        response = await client.read_response()
+        assert response.status_line == b"HTTP/1.1 400 Bad Request"
+        await client.assert_closed()

@@ -324,10 +324,13 @@ class KyoukaiProtocol(asyncio.Protocol):
         self._began = False
         try:
             self.parser.feed_data(piece)
-        except httptools.HttpParserUpgrade:
-            # Upgrades (WebSocket, h2c) are not served here; the request was answered as a
-            # plain one and the bytes after it belong to another protocol, so stop reading.
-            self._stop_reading()
+        except httptools.HttpParserUpgrade as exc:
+            # Upgrades (WebSocket, h2c) are not offered: the request is answered as a plain
+            # HTTP/1.1 one (RFC 9110 section 7.8 lets a server ignore Upgrade), so the client
+            # goes on speaking HTTP/1.1 and the bytes after the request are parsed as usual.
+            rest = piece[exc.args[0] :] if exc.args else b""
+            if rest and self._stage is not _DONE:
+                self._feed(rest)
             return
         except _StopParsing:
             return
@@ -363,14 +366,6 @@ class KyoukaiProtocol(asyncio.Protocol):
                 self._quiet += len(piece)
                 if self._quiet >= self._max_head:
                     self.handle_parser_exception(ProtocolError("trailer section too large"))
-
-    def _stop_reading(self) -> None:
-        """Read no further request: the last parsed one closes the connection."""
-        self._stage = _DONE
-        if self._pipeline:
-            self._pipeline[-1].keep_alive = False
-        elif self.transport is not None:
-            self.transport.close()
 
     def on_message_begin(self) -> None:
         """Called when a message begins."""
@@ -465,8 +460,13 @@ class KyoukaiProtocol(asyncio.Protocol):
             check_transfer_encoding(transfer, version)
             self._chunked = True
         length = environ.get("CONTENT_LENGTH")
-        if length is not None and parse_content_length(length) > self._max_body:
+        declared = parse_content_length(length) if length is not None else 0
+        if declared > self._max_body:
             raise ProtocolError("body too large")
+        if (declared or self._chunked) and parser.should_upgrade():
+            # The parser skips the body of an upgrade request; refuse rather than hand the
+            # application an empty body and parse the real one as a request.
+            raise ProtocolError("malformed request", "Upgrade with a request body")
         coding = environ.get("HTTP_CONTENT_ENCODING")
         if coding is not None:
             decoder = ContentDecoder(coding, self._max_body, self._settings.max_content_codings)
