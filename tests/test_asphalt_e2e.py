@@ -303,7 +303,10 @@ def check_notes_order(output: str) -> None:
 
 
 @asynccontextmanager
-async def notes_server(tmp_path: Path, database: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def notes_process(
+    tmp_path: Path, database: Path
+) -> AsyncIterator[tuple[AsphaltProcess, int]]:
+    """``examples/notes`` under ``asphalt run``, serving on a free port: (process, port)."""
     port = free_port()
     args = [
         "config.yml",
@@ -313,6 +316,13 @@ async def notes_server(tmp_path: Path, database: Path) -> AsyncIterator[httpx.As
     ]
     async with asphalt_run(args, NOTES, PYTHONPATH=str(NOTES)) as proc:
         await proc.wait_until_serving(port)
+        yield proc, port
+
+
+@asynccontextmanager
+async def notes_server(tmp_path: Path, database: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``examples/notes``; the process is stopped with SIGTERM afterwards."""
+    async with notes_process(tmp_path, database) as (proc, port):
         async with http(port) as client:
             yield client
         assert await proc.terminate() == 0, proc.output
@@ -355,3 +365,35 @@ async def test_notes_api_and_data_surviving_a_restart(tmp_path: Path) -> None:
     async with notes_server(tmp_path, database) as client:
         listed = await client.get("/notes")
         assert [n["title"] for n in listed.json()["notes"]] == ["Keep me"]
+
+
+async def test_notes_sigterm_completes_a_request_in_flight(tmp_path: Path) -> None:
+    database = tmp_path / "notes.sqlite"
+    body = json.dumps({"title": "Written during shutdown"}).encode()
+    head = (
+        b"POST /notes HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body)
+    )
+    async with notes_process(tmp_path, database) as (proc, port):
+        async with asyncio.timeout(TIMEOUT):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(head)
+            # The server has parsed the head and waits for the body: the request is in flight.
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        proc.process.send_signal(signal.SIGTERM)
+        await proc.wait_for_line("Stopping application")
+        writer.write(body)
+        async with asyncio.timeout(TIMEOUT):
+            raw = await reader.read()  # the whole response: the server closes after it
+            writer.close()
+            await writer.wait_closed()
+        assert await proc.wait() == 0, proc.output
+    status_line, _, rest = raw.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 201 Created", raw
+    assert b"\r\nconnection: close\r\n" in rest.lower()
+    assert rest.endswith(b"}") and b'"title": "Written during shutdown"' in rest
+    check_notes_order(proc.output)
+    # Committed before the process exited.
+    async with notes_server(tmp_path, database) as client:
+        listed = (await client.get("/notes")).json()["notes"]
+    assert [note["title"] for note in listed] == ["Written during shutdown"]
