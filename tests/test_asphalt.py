@@ -231,6 +231,25 @@ def test_every_configuration_key_is_documented() -> None:
         assert f"`{key}`" in docs or f"{key}:" in docs, key
 
 
+async def test_get_protocol_serves_on_a_socket_of_ones_own(app: Kyoukai) -> None:
+    component = KyoukaiComponent(app, run_server=False)
+    async with Context() as ctx:
+        await DatabaseComponent().start(ctx)
+        await component.start(ctx)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: component.get_protocol(ctx, ("127.0.0.1", 0)), "127.0.0.1", 0
+        )
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with client() as http:
+                response = await http.get(f"http://127.0.0.1:{port}/db")
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert (response.status_code, response.text) == (200, "main")
+
+
 # -- TLS configuration -----------------------------------------------------------------------
 
 
