@@ -56,7 +56,6 @@ async def test_keep_alive_serves_100_requests_on_one_connection(server: KyoukaiS
             assert response.status_line == b"HTTP/1.1 200 OK"
             assert response.body == b"hello"
             assert response.header("connection") is None
-    assert server.connections == 0 or server.connections == 1
 
 
 async def test_pipelined_responses_keep_request_order(server: KyoukaiServer) -> None:
