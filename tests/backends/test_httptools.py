@@ -9,6 +9,7 @@ import zlib
 
 import httpx
 import pytest
+from werkzeug.wrappers import Response
 
 from helpers import (
     CHUNKED_POST,
@@ -321,3 +322,23 @@ async def test_upgrade_with_body_is_refused(server: KyoukaiServer) -> None:
         response = await client.read_response()
         assert response.status_line == b"HTTP/1.1 400 Bad Request"
         await client.assert_closed()
+
+
+async def test_send_file_is_sent_with_its_length(start, server_app, tmp_path) -> None:
+    from werkzeug.utils import send_file
+
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)) * 1000)
+
+    @server_app.route("/file")
+    async def file(ctx) -> Response:
+        return send_file(path, ctx.request.environ)
+
+    server = await start()
+    async with await RawClient.connect(server.port) as client:
+        await client.send(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n" + SIMPLE_GET)
+        response = await client.read_response()
+        assert response.header("content-length") == "256000"
+        assert response.header("transfer-encoding") is None
+        assert response.body == path.read_bytes()
+        assert (await client.read_response()).body == b"hello"
