@@ -21,9 +21,10 @@ back. :func:`start_server` and :func:`run_server` (behind ``Kyoukai.start()`` an
 #   413 body, 414 request line, 415 content coding, 431 head, 501 transfer coding, 505 version,
 #   503 over the connection cap. The response to a refused request is the last one on the
 #   connection, and the application never sees that request.
-# * The parser never buffers more than ``max_head_size`` of an unfinished head: raw bytes are
-#   counted in ``data_received`` before httptools sees them (it has no limits of its own and
-#   joins header pieces quadratically).
+# * No head longer than ``max_head_size`` reaches the application, and the parser never
+#   buffers more than that of an unfinished one: raw bytes are handed to httptools in pieces
+#   no longer than the limit, and a head that spans pieces is counted as they arrive, before
+#   httptools sees them (it has no limits of its own and joins header pieces quadratically).
 
 from __future__ import annotations
 
@@ -173,6 +174,9 @@ class KyoukaiProtocol(asyncio.Protocol):
         self._max_head = settings.max_head_size
         self._max_body = settings.max_body_size
         self._max_queue = settings.max_pipelined_requests
+        # No piece handed to the parser is longer than a head may be, so a head that starts
+        # and ends within one piece is within the limit without being counted.
+        self._slice = min(PARSE_SLICE, settings.max_head_size)
         self._flow: FlowControl | None = None
         self._base_environ: dict[str, Any] = {}
         self._stage = _IDLE
@@ -304,7 +308,7 @@ class KyoukaiProtocol(asyncio.Protocol):
             self._deadline = self._state.clock + self._settings.body_timeout
         if self._unparsed is not None:
             data, self._unparsed = self._unparsed + data, None
-        if stage is _IDLE and len(data) <= PARSE_SLICE and not self._queue_paused:
+        if stage is _IDLE and len(data) <= self._slice and not self._queue_paused:
             self._feed(data)
             return
         pos, end = 0, len(data)
@@ -312,7 +316,7 @@ class KyoukaiProtocol(asyncio.Protocol):
             if self._queue_paused:
                 self._unparsed = data[pos:]
                 return
-            size = PARSE_SLICE
+            size = self._slice
             if self._stage is _HEAD:
                 size = min(size, self._max_head - self._head_bytes)
             piece = data[pos : pos + size] if pos or end > size else data
@@ -350,10 +354,7 @@ class KyoukaiProtocol(asyncio.Protocol):
             if was_head and not self._began:
                 self._head_bytes += len(piece)
             else:
-                # The head began inside this piece, after the last CRLFCRLF in it (the end of
-                # the previous head), so what follows that is an upper bound of its length.
-                end = piece.rfind(b"\r\n\r\n")
-                self._head_bytes = len(piece) - (end + 4 if end >= 0 else 0)
+                self._head_bytes = self._partial_head_size(piece)
             if self._head_bytes >= self._max_head:
                 self.handle_parser_exception(ProtocolError("head too large"))
         elif stage is _BODY and self._chunked:
@@ -366,6 +367,20 @@ class KyoukaiProtocol(asyncio.Protocol):
                 self._quiet += len(piece)
                 if self._quiet >= self._max_head:
                     self.handle_parser_exception(ProtocolError("trailer section too large"))
+
+    def _partial_head_size(self, piece: bytes) -> int:
+        """Bound the size of a head that began inside ``piece`` and is not complete yet.
+
+        The head follows the last CRLFCRLF of the piece (the end of the previous head), which
+        bounds it from above; so does what the parser has delivered of it (target and whole
+        header lines, without whitespace around values) plus the unfinished line after the
+        last LF. The smaller bound is taken; the next pieces are then counted exactly.
+        """
+        end = piece.rfind(b"\r\n\r\n")
+        after_head = len(piece) - (end + 4 if end >= 0 else 0)
+        unfinished = len(piece) - (piece.rfind(b"\n") + 1)
+        delivered = len(self._url) + 24 + sum(len(n) + len(v) + 4 for n, v in self._headers)
+        return min(after_head, delivered + unfinished)
 
     def on_message_begin(self) -> None:
         """Called when a message begins."""
@@ -436,12 +451,7 @@ class KyoukaiProtocol(asyncio.Protocol):
         environ["REQUEST_URI"] = environ["RAW_URI"] = target
         environ["SERVER_PROTOCOL"] = "HTTP/1.1" if version == "1.1" else "HTTP/1.0"
         keys = _ENVIRON_KEYS
-        headers = self._headers
-        # A head that arrived in one read was never counted in data_received: count what the
-        # parser kept (line ends and ": " included), which is at most the raw size.
-        size = len(self._url) + len(method) + 12 + 4 * len(headers)
-        for name, raw in headers:
-            size += len(name) + len(raw)
+        for name, raw in self._headers:
             key = keys.get(name) or environ_key(name)
             value = raw.decode("latin-1")
             if key in environ:
@@ -451,8 +461,6 @@ class KyoukaiProtocol(asyncio.Protocol):
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
                 environ[key] = value
-        if size > self._max_head:
-            raise ProtocolError("head too large")
         if version == "1.1" and "HTTP_HOST" not in environ:
             raise ProtocolError("malformed request", "HTTP/1.1 request without Host")
         transfer = environ.get("HTTP_TRANSFER_ENCODING")
