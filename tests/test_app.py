@@ -418,6 +418,16 @@ async def test_log_route_logs_errors_with_their_status(
     assert "404" in lines[0].getMessage()
 
 
+async def test_access_log_false_silences_one_application(
+    app: TestKyoukai, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.access_log = False
+    with caplog.at_level(logging.INFO, logger="kyoukai"):
+        response = await app.inject_request({}, "/missing")
+    assert response.status_code == 404
+    assert not [r for r in caplog.records if r.name == "kyoukai" and r.levelno == logging.INFO]
+
+
 class MyRequest(Request):
     pass
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import quote, unquote
 
@@ -140,6 +141,34 @@ async def test_wrap_existing_app_with_base_context() -> None:
         testing = TestKyoukai.wrap_existing_app(other_app, base_context=base)
         resp = await testing.inject_request({}, "/")
     assert resp.get_data() == b"from base"
+
+
+async def test_wrap_existing_app_shares_event_listeners() -> None:
+    other_app = Kyoukai("my_app")
+
+    @other_app.route("/")
+    async def index(ctx):
+        return "ok"
+
+    testing = TestKyoukai.wrap_existing_app(other_app)
+    assert testing.route_returned is other_app.route_returned
+    seen: list[str] = []
+    both = asyncio.Event()
+
+    def record(where: str):
+        def listener(event) -> None:
+            seen.append(where)
+            if len(seen) == 2:
+                both.set()
+
+        return listener
+
+    testing.route_returned.connect(record("on the wrapper"))
+    other_app.route_returned.connect(record("on the app"))
+    await testing.get("/")
+    async with asyncio.timeout(5):
+        await both.wait()
+    assert sorted(seen) == ["on the app", "on the wrapper"]
 
 
 async def test_client_get(app: TestKyoukai) -> None:

@@ -100,6 +100,9 @@ class Kyoukai:
         self.server_name = server_name
         #: The path the application is mounted under.
         self.application_root = application_root
+        #: Log every request through :meth:`log_route` (when the ``kyoukai`` logger is enabled
+        #: for INFO). Set it to ``False`` to silence this application alone.
+        self.access_log = True
         self._loop = loop
         if request_class is not None:
             self.request_class = request_class
@@ -229,7 +232,7 @@ class Kyoukai:
         """
         if not self._root.finalized:
             self.finalize()
-        log = logger.isEnabledFor(logging.INFO)
+        log = self.access_log and logger.isEnabledFor(logging.INFO)
         started = time.perf_counter() if log else 0.0
         ctx = self.context_class(parent_context, request)
         ctx.app = self

@@ -263,9 +263,12 @@ class KyoukaiBaseComponent(Component):
             # Per application, where the logging configuration of the ``kyoukai`` logger would
             # silence every application in the process.
             app = self.app
-            # setattr, as type checkers refuse an assignment to a method.
-            setattr(app, "log_route", _no_access_log)  # noqa: B010
-            ctx.add_teardown_callback(lambda: vars(app).pop("log_route", None))
+            app.access_log = False
+
+            def restore_access_log() -> None:
+                app.access_log = True
+
+            ctx.add_teardown_callback(restore_access_log)
 
     def get_server_name(self) -> str:
         """The name and version of the server, as in a ``Server`` header."""
@@ -489,10 +492,6 @@ def _check_keys(config: Mapping[str, Any], valid: list[str] | tuple[str, ...], w
             raise TypeError(
                 f"unknown Kyoukai {what} {key!r}{hint}; valid keys are: {', '.join(valid)}"
             )
-
-
-def _no_access_log(request: Request, code: int, elapsed: float | None = None) -> None:
-    """Stands in for ``Kyoukai.log_route`` when ``access_log`` is false."""
 
 
 def _check_address(ip: object, port: object) -> None:

@@ -76,6 +76,9 @@ class TestKyoukai(Kyoukai):
         new.base_context = base_context
         # Requests go through the wrapped application's own processing (and its overrides).
         new.process_request = other_app.process_request  # type: ignore[method-assign]
+        # Both objects dispatch to the same listeners, whichever one they were connected on.
+        for name in ("route_matched", "route_invoked", "route_returned"):
+            getattr(cls, name).bound_signals[new] = getattr(other_app, name)
         return new
 
     def testing_bp(self) -> _TestingBpCtxManager:
