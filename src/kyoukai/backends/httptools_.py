@@ -7,16 +7,17 @@ back. :func:`start_server` and :func:`run_server` (behind ``Kyoukai.start()`` an
 :class:`~kyoukai.backends._settings.ServerSettings`.
 """
 
-# Invariants of this module (each is enforced where the comment "invariant" points to it):
+# Invariants of this module (a comment starting "invariant:" marks where each is enforced):
 #
 # * Responses leave in request order. Every parsed request becomes a ``_Cycle`` appended to
 #   ``_pipeline``; handlers of pipelined requests run concurrently, but only the cycle at the
 #   head of the pipeline is written, and whoever finishes the head (its own task, or the task
 #   that wrote the one before) goes on to write the next cycles that are ready.
-# * Reading pauses when ``max_pipelined_requests`` cycles wait for their response (bytes
-#   already received stay unparsed in ``_unparsed`` until the queue shrinks), while a refused
-#   request's connection is being closed, and never otherwise: write back-pressure makes the
-#   writer wait in ``FlowControl.drain`` instead.
+# * Reading pauses only when ``max_pipelined_requests`` cycles wait for their response; the
+#   bytes already received then stay unparsed in ``_unparsed`` until the queue shrinks. A slow
+#   reader does not pause reading: write back-pressure makes the writer wait in
+#   ``FlowControl.drain`` instead, and the queue bound caps what piles up meanwhile. After a
+#   refusal the connection keeps reading but discards everything (lingering close).
 # * Each limit maps to one status (``_http1.STATUS_FOR``): 400 bad framing, 408 timeouts,
 #   413 body, 414 request line, 415 content coding, 431 head, 501 transfer coding, 505 version,
 #   503 over the connection cap. The response to a refused request is the last one on the
@@ -219,6 +220,7 @@ class KyoukaiProtocol(asyncio.Protocol):
             logger.warning("Refusing a connection: %d are open", len(state.connections))
             transport.write(error_response(503, state.date_line, "too many connections"))
             self._closed = True
+            self._stage = _DONE
             transport.close()
             return
         state.connections.add(self)
@@ -350,7 +352,7 @@ class KyoukaiProtocol(asyncio.Protocol):
             self.handle_parser_exception(exc)
             return
         stage = self._stage
-        if stage is _HEAD:
+        if stage is _HEAD:  # invariant: heads are bounded before the parser buffers them
             if was_head and not self._began:
                 self._head_bytes += len(piece)
             else:
@@ -547,6 +549,7 @@ class KyoukaiProtocol(asyncio.Protocol):
         pipeline.append(cycle)
         cycle.task = self.loop.create_task(self._handle(cycle))
         if len(pipeline) >= self._max_queue and self._flow is not None:
+            # invariant: reading pauses only for a full pipeline
             self._queue_paused = True
             self._flow.pause_reading()
 
@@ -561,7 +564,7 @@ class KyoukaiProtocol(asyncio.Protocol):
         """
         if self._stage is _DONE or self._closed:
             return
-        status = exc.status if isinstance(exc, ProtocolError) else 400
+        status = exc.status if isinstance(exc, ProtocolError) else 400  # invariant: one status
         detail = exc.problem if isinstance(exc, ProtocolError) else "malformed request"
         logger.debug("Refusing a request with %d: %s", status, exc)
         self._stage = _DONE
