@@ -24,10 +24,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import IO
 
 from _measure import (
     CLK_TCK,
@@ -35,6 +35,7 @@ from _measure import (
     SCENARIOS,
     SERVER_CPU,
     SERVERS,
+    Scenario,
     Server,
     ServerFailed,
     check_responses,
@@ -67,41 +68,69 @@ PACKAGES = (
 )
 
 
-def measure_slot(
+@dataclass
+class Live:
+    """A server started for this round."""
+
+    result: ServerResult
+    pid: int
+    port: int
+    log_path: Path
+
+
+def start_server(
     server: Server,
     result: ServerResult,
-    round_no: int,
     opts: argparse.Namespace,
     scripts: dict[str, Path],
-    log: IO[bytes],
+    stack: contextlib.ExitStack,
+    log_path: Path,
+) -> Live:
+    """Start, check and warm up one server, and measure its idle connections.
+
+    The server stays up until ``stack`` closes, at the end of the round.
+    """
+    log = stack.enter_context(open(log_path, "ab"))
+    proc, port = stack.enter_context(running(server, log))
+    check_responses(port, server)
+    run_wrk(wrk_argv(f"http://{HOST}:{port}/", 64, opts.warmup, scripts["root"]), opts.warmup)
+    result.idle.append(measure_idle_connections(proc.pid, port, opts.idle_connections))
+    return Live(result, proc.pid, port, log_path)
+
+
+def measure(
+    live: Live, sc: Scenario, round_no: int, opts: argparse.Namespace, script: Path
 ) -> None:
-    """Start one server, check it, warm it up, measure every scenario, stop it."""
-    with running(server, log) as (proc, port):
-        check_responses(port, server)
-        base = f"http://{HOST}:{port}"
-        run_wrk(wrk_argv(base + "/", 64, opts.warmup, scripts["root"]), opts.warmup)
-        result.idle.append(measure_idle_connections(proc.pid, port, opts.idle_connections))
-        for sc in SCENARIOS:
-            if sc.key == "c1000":
-                result.peak_rss_kib = max(result.peak_rss_kib, tree_kib(proc.pid, "VmHWM"))
-            before = tree_cpu_ticks(proc.pid)
-            res = run_wrk(
-                wrk_argv(base + sc.path, sc.connections, opts.duration, scripts[sc.key]),
-                opts.duration,
-            )
-            ticks = tree_cpu_ticks(proc.pid) - before
-            cpu_us = ticks * 1e6 / CLK_TCK / res.requests if res.requests else float("nan")
-            sample = Sample(round_no, res.rps, res.p99_us, cpu_us, res.errors)
-            result.samples.setdefault(sc.key, []).append(sample)
-            print(
-                f"  {server.name:<20} {sc.label:<22} {res.rps:>9.0f} req/s  "
-                f"p99 {res.p99_us / 1e3:6.2f} ms  {cpu_us:6.1f} µs CPU/req  errors {res.errors}",
-                flush=True,
-            )
+    """Run wrk for one scenario against one server and record the sample."""
+    before = tree_cpu_ticks(live.pid)
+    url = f"http://{HOST}:{live.port}{sc.path}"
+    res = run_wrk(wrk_argv(url, sc.connections, opts.duration, script), opts.duration)
+    ticks = tree_cpu_ticks(live.pid) - before
+    cpu_us = ticks * 1e6 / CLK_TCK / res.requests if res.requests else float("nan")
+    sample = Sample(round_no, res.rps, res.p99_us, cpu_us, res.errors)
+    live.result.samples.setdefault(sc.key, []).append(sample)
+    print(
+        f"  {live.result.server.name:<20} {sc.label:<22} {res.rps:>9.0f} req/s  "
+        f"p99 {res.p99_us / 1e3:6.2f} ms  {cpu_us:6.1f} µs CPU/req  errors {res.errors}",
+        flush=True,
+    )
+
+
+_FAILURES = (ServerFailed, RuntimeError, OSError, subprocess.SubprocessError)
+
+
+def _fail(result: ServerResult, error: Exception, log_path: Path) -> None:
+    result.failure = f"{error}{_last_line(log_path)}"
+    print(f"  {result.server.name}: did not start or failed: {result.failure}", flush=True)
 
 
 def run(opts: argparse.Namespace, servers: Sequence[Server]) -> list[ServerResult]:
-    """Measure ``servers`` for ``opts.rounds`` rounds, rotating their order each round."""
+    """Measure ``servers`` for ``opts.rounds`` rounds.
+
+    Each round starts every server (idle ones cost nothing on CPU 0), then runs each
+    scenario against the servers back to back, so the samples a ratio pairs are seconds
+    apart. The server order rotates by one each round.
+    """
     results = {s.name: ServerResult(s) for s in servers}
     with tempfile.TemporaryDirectory(prefix="kyoukai-bench-") as tmp:
         scripts = {}
@@ -112,17 +141,28 @@ def run(opts: argparse.Namespace, servers: Sequence[Server]) -> list[ServerResul
             k = round_no % len(servers)
             order = [*servers[k:], *servers[:k]]
             print(f"round {round_no + 1}/{opts.rounds}: {', '.join(s.name for s in order)}")
-            for server in order:
-                result = results[server.name]
-                if result.failure:
-                    continue
-                log_path = Path(tmp, f"{server.name}.log")
-                with open(log_path, "ab") as log:
+            with contextlib.ExitStack() as stack:
+                live: list[Live] = []
+                for server in order:
+                    result = results[server.name]
+                    if result.failure:
+                        continue
+                    log_path = Path(tmp, f"{server.name}.log")
                     try:
-                        measure_slot(server, result, round_no, opts, scripts, log)
-                    except (ServerFailed, RuntimeError, OSError, subprocess.SubprocessError) as e:
-                        result.failure = f"{e}{_last_line(log_path)}"
-                        print(f"  {server.name}: did not start or failed: {result.failure}")
+                        live.append(start_server(server, result, opts, scripts, stack, log_path))
+                    except _FAILURES as e:
+                        _fail(result, e, log_path)
+                for sc in SCENARIOS:
+                    for lv in live:
+                        if lv.result.failure:
+                            continue
+                        if sc.key == "c1000":
+                            rss = tree_kib(lv.pid, "VmHWM")
+                            lv.result.peak_rss_kib = max(lv.result.peak_rss_kib, rss)
+                        try:
+                            measure(lv, sc, round_no, opts, scripts[sc.key])
+                        except _FAILURES as e:
+                            _fail(lv.result, e, lv.log_path)
     return list(results.values())
 
 
