@@ -28,6 +28,7 @@ def _load_harness() -> tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
         spec = importlib.util.spec_from_file_location("bench_run", BENCH_DIR / "run.py")
         assert spec is not None and spec.loader is not None
         run = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = run  # dataclasses look their module up by name
         spec.loader.exec_module(run)
         hotspots = importlib.import_module("hotspots")
     finally:
