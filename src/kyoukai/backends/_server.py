@@ -103,7 +103,10 @@ class ServerState:
             settings = getattr(component, "settings", None)
             if not isinstance(settings, ServerSettings):
                 settings = ServerSettings()
-            state = cls(component.app, settings, parent_context)
+            tls = getattr(component, "ssl_context", None) is not None
+            state = cls(
+                component.app, settings, parent_context, url_scheme="https" if tls else "http"
+            )
             try:
                 _STATES[component] = state
             except TypeError:
