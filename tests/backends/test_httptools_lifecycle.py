@@ -13,6 +13,8 @@ import pytest
 from asphalt.core import Context
 
 from helpers import SIMPLE_GET, RawClient
+from kyoukai.backends._server import ServerState
+from kyoukai.backends._settings import ServerSettings
 from kyoukai.backends.httptools_ import KyoukaiProtocol, KyoukaiServer
 
 
@@ -226,3 +228,39 @@ async def test_disconnected_connection_leaves_nothing_behind(start, server_app, 
     gc.collect()
     assert [ref() for ref in refs] == [None]
     assert server.connections == 0
+
+
+async def test_protocol_built_from_a_component_alone(server_app) -> None:
+    class Component:
+        app = server_app
+        settings = ServerSettings(keep_alive_timeout=1.0)
+
+    component = Component()
+    server_app.finalize()
+    context = Context()
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(
+        lambda: KyoukaiProtocol(component, context, "127.0.0.1", 0), "127.0.0.1", 0
+    )
+    try:
+        port = listener.sockets[0].getsockname()[1]
+        async with await RawClient.connect(port) as client:
+            await client.send(SIMPLE_GET)
+            assert (await client.read_response()).body == b"hello"
+    finally:
+        listener.close()
+        ServerState.for_component(component, context).stop_ticking()
+
+
+async def test_cancelled_serve_forever_stops_the_server(start) -> None:
+    server = await start()
+    serving = asyncio.create_task(server.serve_forever())
+    async with await RawClient.connect(server.port) as client:
+        await client.send(SIMPLE_GET)
+        assert (await client.read_response()).body == b"hello"
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+        await client.assert_closed()
+    async with asyncio.timeout(5):
+        await server.wait_closed()
