@@ -342,3 +342,73 @@ async def test_send_file_is_sent_with_its_length(start, server_app, tmp_path) ->
         assert response.header("transfer-encoding") is None
         assert response.body == path.read_bytes()
         assert (await client.read_response()).body == b"hello"
+
+
+async def test_deferred_100_continue_follows_earlier_response(server: KyoukaiServer) -> None:
+    expecting = (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+    )
+    async with await RawClient.connect(server.port) as client:
+        await client.send(b"GET /wait/c HTTP/1.1\r\nHost: x\r\n\r\n" + expecting)
+        async with await RawClient.connect(server.port) as other:
+            await other.send(b"GET /open/c HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await other.read_response()).body == b"opened c"
+        assert (await client.read_response()).body == b"waited c"
+        interim, _ = await client.read_head()
+        assert interim == b"HTTP/1.1 100 Continue"
+        await client.send(b"ok")
+        assert (await client.read_response()).body == b"ok"
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        (b"OPTIONS * HTTP/1.1", b"HTTP/1.1 404 Not Found"),  # reaches the app; no route
+        (b"GET http://example.org/status/202?x=1 HTTP/1.1", b"HTTP/1.1 202 Accepted"),
+        (b"GET http://example.org HTTP/1.1", b"HTTP/1.1 200 OK"),
+    ],
+)
+async def test_asterisk_and_absolute_form_targets(
+    server: KyoukaiServer, request_line: bytes, status: bytes
+) -> None:
+    async with await RawClient.connect(server.port) as client:
+        await client.send(request_line + b"\r\nHost: example.org\r\n\r\n")
+        response = await client.read_response()
+    assert response.status_line == status
+
+
+async def test_http09_request_is_refused(server: KyoukaiServer) -> None:
+    async with await RawClient.connect(server.port) as client:
+        await client.send(b"GET /\r\n\r\n")
+        assert (await client.read_response()).status_line == b"HTTP/1.1 400 Bad Request"
+        await client.assert_closed()
+
+
+async def test_large_in_memory_body_reaches_slow_reader(start, server_app) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB, well over the write buffer
+
+    @server_app.route("/large")
+    async def large(ctx) -> Response:
+        return Response(payload)
+
+    server = await start()
+    async with await RawClient.connect(server.port, rcvbuf=16384) as client:
+        await client.send(b"GET /large HTTP/1.1\r\nHost: x\r\n\r\n" + SIMPLE_GET)
+        assert (await client.read_response()).body == payload
+        assert (await client.read_response()).body == b"hello"
+
+
+async def test_wrong_content_length_from_handler_ends_connection(start, server_app) -> None:
+    @server_app.route("/liar")
+    async def liar(ctx) -> Response:
+        response = Response(b"hello")
+        response.headers["Content-Length"] = "3"
+        return response
+
+    server = await start()
+    async with await RawClient.connect(server.port) as client:
+        await client.send(b"GET /liar HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = await client.read_response()
+        assert response.header("content-length") == "3"
+        assert response.body == b"hel"
+        assert await client.read_until_closed() == b"lo"

@@ -202,3 +202,11 @@ async def test_pipeline_limit_pauses_reading_and_resumes() -> None:
     assert len(app.seen) == 2000
     assert transport.written.count(b"HTTP/1.1 200 OK\r\n") == 2000
     protocol.connection_lost(None)
+
+
+async def test_too_many_trailer_fields_get_431() -> None:
+    trailers = b"".join(b"T-%d: 1\r\n" % index for index in range(11))
+    request = b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + trailers
+    written, app = await feed_in_pieces([request + b"\r\n"], max_header_count=10)
+    assert written.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert app.seen == []

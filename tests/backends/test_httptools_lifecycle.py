@@ -264,3 +264,20 @@ async def test_cancelled_serve_forever_stops_the_server(start) -> None:
         await client.assert_closed()
     async with asyncio.timeout(5):
         await server.wait_closed()
+
+
+async def test_server_handle_as_context_manager(server_app) -> None:
+    base = ServerSettings(max_body_size=10)
+    component = type("Component", (), {"app": server_app, "settings": base})()
+    async with await server_app.start(
+        "127.0.0.1", 0, component=component, keep_alive_timeout=2.0
+    ) as server:
+        assert server.settings == ServerSettings(max_body_size=10, keep_alive_timeout=2.0)
+        assert len(server.sockets) == 1
+        async with await RawClient.connect(server.port) as client:
+            await client.send(SIMPLE_GET)
+            assert (await client.read_response()).body == b"hello"
+    async with asyncio.timeout(5):
+        await server.wait_closed()
+    with pytest.raises(TypeError, match="max_bodysize"):
+        await server_app.start("127.0.0.1", 0, component=component, max_bodysize=1)
