@@ -281,3 +281,31 @@ async def test_server_handle_as_context_manager(server_app) -> None:
         await server.wait_closed()
     with pytest.raises(TypeError, match="max_bodysize"):
         await server_app.start("127.0.0.1", 0, component=component, max_bodysize=1)
+
+
+async def test_replace_hands_the_connection_to_another_protocol(start, server_app) -> None:
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            received.put_nowait(data)
+            self.transport.write(data.upper())  # type: ignore[attr-defined]
+
+    @server_app.route("/switch")
+    async def switch(ctx) -> str:
+        ctx.proto.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\r\n")
+        ctx.proto.replace(Echo)
+        return "never sent"
+
+    server = await start()
+    async with await RawClient.connect(server.port) as client:
+        await client.send(b"GET /switch HTTP/1.1\r\nHost: x\r\n\r\n")
+        status_line, _ = await client.read_head()
+        assert status_line == b"HTTP/1.1 101 Switching Protocols"
+        await client.send(b"ping")
+        async with asyncio.timeout(5):
+            assert await received.get() == b"ping"
+            assert await client.reader.readexactly(4) == b"PING"

@@ -776,6 +776,41 @@ class KyoukaiProtocol(asyncio.Protocol):
         if self._closed:
             raise _ClientGone
 
+    def write_response(self, response: Response, fake_environ: dict[str, Any]) -> None:
+        """Writes a Werkzeug response to the transport, whole, outside the request pipeline.
+
+        For responses the server did not get from the application (a streamed body is joined
+        first); requests answered by the application never need this.
+
+        :param response: The response to write.
+        :param fake_environ: The environ of the request it answers.
+        """
+        self.write(get_formatted_response(response, fake_environ))
+
+    def write(self, data: bytes) -> None:
+        """Writes data to the transport, unless the connection is closed."""
+        self._raw_write(data)
+
+    def replace(self, other: type[asyncio.Protocol], *args: Any, **kwargs: Any) -> asyncio.Protocol:
+        """Replaces our type with the other: hand the connection to another protocol.
+
+        This connection stops reading requests; ``other(*args, **kwargs)`` takes over the
+        transport and gets ``connection_made`` (for example, to switch to HTTP/2).
+
+        :param other: The protocol class to switch to.
+        :return: The new protocol object.
+        """
+        transport = self.transport
+        if transport is None:
+            raise RuntimeError("replace() needs a connection: call it after connection_made()")
+        protocol = other(*args, **kwargs)
+        self._stage = _DONE
+        self._closed = True
+        self._state.forget(self)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        return protocol
+
     def _raw_write(self, data: bytes) -> None:
         """Does a raw write to the underlying transport, if we can.
 
