@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._http1 import (
     STATUS_FOR,
-    ContentDecoder,
     ProtocolError,
     ResponseHeadError,
     check_transfer_encoding,

@@ -13,25 +13,31 @@ start a new request.
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote_to_bytes
 
+from werkzeug.exceptions import InternalServerError
 from werkzeug.urls import iri_to_uri
+from werkzeug.wrappers import Response
 
 from kyoukai.wsgi import SERVER_HEADER
 
 __all__ = [
     "STATUS_FOR",
-    "ContentDecoder",
     "ProtocolError",
     "ResponseHeadError",
+    "build_environ",
+    "close_iter",
     "environ_key",
     "error_response",
     "http_date_line",
+    "internal_error",
     "parse_content_length",
     "render_head",
+    "response_parts",
     "status_line",
 ]
 
@@ -157,113 +163,133 @@ def check_transfer_encoding(value: str, http_version: str) -> None:
         raise ProtocolError("unsupported transfer coding", value)
 
 
-class _Inflater:
-    """One ``gzip`` or ``deflate`` stage whose output never exceeds a byte budget."""
+def build_environ(
+    base: dict[str, Any],
+    method: str,
+    version: str,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[dict[str, Any], bool, int]:
+    """Build a request's environ from its parsed head and apply the framing rules.
 
-    __slots__ = ("_gzip", "_obj", "_pending")
+    This is where request smuggling is closed: only HTTP/1.0 and 1.1, exactly one ``Host`` on
+    HTTP/1.1 (RFC 9112 section 3.2), one ``Content-Length`` of plain digits, and no transfer
+    coding but a lone ``chunked`` on HTTP/1.1. Repeated fields are joined with ``,`` (``; ``
+    for ``Cookie``).
 
-    def __init__(self, coding: str) -> None:
-        self._gzip = coding != "deflate"
-        self._obj: zlib._Decompress | None = zlib.decompressobj(31) if self._gzip else None
-        self._pending = b""
-
-    def _start_deflate(self, data: bytes) -> bytes:
-        # "deflate" should be zlib-wrapped (RFC 9110 section 8.4.1.2), but some clients send
-        # a raw deflate stream; the two-byte zlib header tells them apart.
-        data = self._pending + data
-        if len(data) < 2:
-            self._pending = data
-            return b""
-        self._pending = b""
-        wrapped = data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
-        self._obj = zlib.decompressobj(15 if wrapped else -15)
-        return data
-
-    def feed(self, data: bytes, budget: int) -> bytes:
-        """Decode ``data``, producing at most ``budget + 1`` bytes (one more means too big)."""
-        if self._obj is None:
-            data = self._start_deflate(data)
-            if self._obj is None:
-                return b""
-        obj = self._obj
-        out: list[bytes] = []
-        room = budget + 1
-        try:
-            while data:
-                chunk = obj.decompress(data, room)
-                out.append(chunk)
-                room -= len(chunk)
-                if room <= 0:
-                    break
-                if obj.eof:
-                    data = obj.unused_data
-                    if data and self._gzip:
-                        # A multi-member gzip body: each member is decoded under the budget.
-                        obj = self._obj = zlib.decompressobj(31)
-                    elif data:
-                        raise ProtocolError("malformed request", "data after deflate stream")
-                else:
-                    data = obj.unconsumed_tail
-        except zlib.error as exc:
-            raise ProtocolError("malformed request", f"undecodable body: {exc}") from None
-        return b"".join(out)
-
-    @property
-    def complete(self) -> bool:
-        return self._obj is not None and self._obj.eof
-
-
-class ContentDecoder:
-    """Decodes a request body's ``Content-Encoding`` chain with a bound on every stage's output.
-
-    A 334-byte ``gzip(gzip(...))`` body can expand to 100 MiB, so output is produced
-    incrementally with ``max_length`` and each stage stops one byte past ``limit``
-    (RELIABILITY.md, decompression bombs).
-
-    :param codings: The ``Content-Encoding`` value, e.g. ``"gzip"`` or ``"deflate, gzip"``.
-    :param limit: The largest decoded body allowed.
-    :param max_codings: The most stacked codings accepted.
-    :raises ProtocolError: 415 for an unknown coding or too many codings.
+    :param base: The connection's constant keys (addresses, ``wsgi.*``); copied, not changed.
+    :param method: The request method.
+    :param version: ``"1.0"`` or ``"1.1"`` as the parser reports it.
+    :param target: The request target as received.
+    :param headers: The header fields in order, as received.
+    :return: ``(environ, chunked, declared_length)``.
+    :raises ProtocolError: 400, 501 or 505 as the rules say.
     """
+    if version != "1.1" and version != "1.0":
+        if version.startswith("0."):
+            raise ProtocolError("malformed request", f"HTTP/{version}")
+        raise ProtocolError("unsupported HTTP version", f"HTTP/{version}")
+    path = target.decode("latin-1")
+    if path[:1] != "/":
+        path = origin_form(path, method)
+    environ = base.copy()
+    environ["REQUEST_METHOD"] = method
+    environ["REQUEST_URI"] = environ["RAW_URI"] = path
+    path, _, environ["QUERY_STRING"] = path.partition("?")
+    environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
+    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if version == "1.1" else "HTTP/1.0"
+    keys = _ENVIRON_KEYS
+    for name, raw in headers:
+        key = keys.get(name) or environ_key(name)
+        value = raw.decode("latin-1")
+        if key in environ:
+            if key == "HTTP_HOST" or key == "CONTENT_LENGTH":
+                raise ProtocolError("malformed request", f"repeated {key}")
+            environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
+        else:
+            environ[key] = value
+    if version == "1.1" and "HTTP_HOST" not in environ:
+        raise ProtocolError("malformed request", "HTTP/1.1 request without Host")
+    transfer = environ.get("HTTP_TRANSFER_ENCODING")
+    if transfer is not None:
+        check_transfer_encoding(transfer, version)
+    length = environ.get("CONTENT_LENGTH")
+    declared = parse_content_length(length) if length is not None else 0
+    return environ, transfer is not None, declared
 
-    __slots__ = ("_limit", "_produced", "_stages")
 
-    def __init__(self, codings: str, limit: int, max_codings: int) -> None:
-        names = [c.strip().lower() for c in codings.split(",")]
-        names = [n for n in names if n and n != "identity"]
-        if len(names) > max_codings:
-            raise ProtocolError("unsupported content coding", f"more than {max_codings} codings")
-        for name in names:
-            if name not in ("gzip", "x-gzip", "deflate"):
-                raise ProtocolError("unsupported content coding", name)
-        # Codings are listed in the order they were applied, so decoding runs backwards.
-        self._stages = [_Inflater(name) for name in reversed(names)]
-        self._limit = limit
-        self._produced = 0
+def origin_form(target: str, method: str) -> str:
+    """Reduce a request target that is not a path to one, or refuse it.
 
-    @property
-    def active(self) -> bool:
-        """False when every coding was ``identity``: the body passes through untouched."""
-        return bool(self._stages)
+    ``OPTIONS *`` stays as it is; the absolute form (RFC 9112 section 3.2.2, as sent to
+    proxies) keeps what follows the authority.
 
-    def feed(self, data: bytes) -> bytes:
-        """Decode the next piece of the body.
+    :raises ProtocolError: 400 for anything else (authority form, garbage).
+    """
+    if target == "*" and method == "OPTIONS":
+        return target
+    scheme, sep, rest = target.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        slash = rest.find("/")
+        return rest[slash:] if slash >= 0 else "/"
+    raise ProtocolError("malformed request", "request target is not a path")
 
-        :raises ProtocolError: 413 once the decoded body passes the limit, 400 for bad data.
-        """
-        budget = self._limit - self._produced
-        for stage in self._stages:
-            data = stage.feed(data, budget)
-            if len(data) > budget:
-                raise ProtocolError("decoded body too large")
-        self._produced += len(data)
-        return data
 
-    def finish(self) -> None:
-        """Check that every coded stream ended; a truncated body is a 400."""
-        for stage in self._stages:
-            if not stage.complete:
-                raise ProtocolError("malformed request", "truncated compressed body")
+def response_parts(response: Response, environ: dict[str, Any]) -> tuple[Any, bytes | None, Any]:
+    """Take a response apart for writing: its headers, and its body in memory or as a stream.
+
+    A body of bytes in memory (the common case) skips Werkzeug's ``get_wsgi_response``,
+    whose remaining work (``Content-Length``, ``Location``) :func:`render_head` does anyway.
+
+    :return: ``(headers, body, stream)``: ``body`` is the whole body or ``None``; ``stream``
+        is then the WSGI app iterator, or the response's async iterable.
+    """
+    items: Any = response.response
+    if type(items) is list and response.status_code != 304 and _plain(response, items):
+        body = items[0] if len(items) == 1 else b"".join(items)
+        return response.headers, body, None
+    if hasattr(items, "__aiter__"):
+        return response.get_wsgi_headers(environ).to_wsgi_list(), None, items
+    app_iter, _, headers = response.get_wsgi_response(environ)
+    if response.is_sequence:
+        return headers, b"".join(app_iter), None
+    return headers, None, app_iter
+
+
+def _plain(response: Response, items: list[Any]) -> bool:
+    if response.autocorrect_location_header or not response.automatically_set_content_length:
+        return False
+    for item in items:
+        if type(item) is not bytes:
+            return False
+    return True
+
+
+def close_iter(stream: Any) -> None:
+    """Close a WSGI app iterator, as PEP 3333 requires (async iterables are closed apart)."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+def internal_error(
+    environ: dict[str, Any], date_line: bytes, *, keep_alive: bool, http10: bool
+) -> tuple[bytes, bool]:
+    """The bytes of a plain 500 response, for when the application's cannot be written.
+
+    :return: ``(data, keep_alive)``.
+    """
+    error = InternalServerError().get_response(environ)
+    body = error.get_data()
+    head, _, keep_alive, _ = render_head(
+        500,
+        error.get_wsgi_headers(environ).to_wsgi_list(),
+        date_line,
+        keep_alive=keep_alive,
+        http10=http10,
+        body_length=len(body),
+    )
+    return (head if environ["REQUEST_METHOD"] == "HEAD" else head + body), keep_alive
 
 
 def render_head(

@@ -35,23 +35,22 @@ import io
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote_to_bytes
 
 import httptools
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 from werkzeug.wrappers import Response
 
-from kyoukai.backends._flow import FlowControl
+from kyoukai.backends._decode import ContentDecoder
+from kyoukai.backends._flow import ClientGone, FlowControl, write_stream
 from kyoukai.backends._http1 import (
-    _ENVIRON_KEYS,
-    ContentDecoder,
     ProtocolError,
     ResponseHeadError,
-    check_transfer_encoding,
-    environ_key,
+    build_environ,
+    close_iter,
     error_response,
-    parse_content_length,
+    internal_error,
     render_head,
+    response_parts,
 )
 from kyoukai.backends._server import (
     KyoukaiServer,
@@ -83,7 +82,6 @@ PARSE_SLICE = 16 * 1024
 LINGER_SECONDS = 2.0
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
 
 
 class Stage(enum.Enum):
@@ -102,13 +100,9 @@ class _StopParsing(Exception):
     """Raised from a parser callback to stop at a request the server will not read."""
 
 
-class _ClientGone(Exception):
-    """The connection closed while a response was being written."""
-
-
-#: What _write_response leaves to _stream: head, app_iter, body_iter, chunked, length and
-#: whether the connection may stay open.
-_StreamJob = tuple[bytes, Any, Any, bool, "int | None", bool]
+#: What _write_response leaves to write_stream: head, stream, chunked, length and whether
+#: the connection may stay open.
+_StreamJob = tuple[bytes, Any, bool, "int | None", bool]
 
 
 class _Cycle:
@@ -436,41 +430,13 @@ class KyoukaiProtocol(asyncio.Protocol):
         smuggling, before a byte of the body is read.
         """
         parser = self.parser
-        version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            if version.startswith("0."):
-                raise ProtocolError("malformed request", f"HTTP/{version}")
-            raise ProtocolError("unsupported HTTP version", f"HTTP/{version}")
-        method = parser.get_method().decode("ascii")
-        target = self._url.decode("latin-1")
-        if target[:1] != "/":
-            target = self._origin_form(target, method)
-        path, _, query = target.partition("?")
-        environ = self._base_environ.copy()
-        environ["REQUEST_METHOD"] = method
-        environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
-        environ["QUERY_STRING"] = query
-        environ["REQUEST_URI"] = environ["RAW_URI"] = target
-        environ["SERVER_PROTOCOL"] = "HTTP/1.1" if version == "1.1" else "HTTP/1.0"
-        keys = _ENVIRON_KEYS
-        for name, raw in self._headers:
-            key = keys.get(name) or environ_key(name)
-            value = raw.decode("latin-1")
-            if key in environ:
-                if key == "HTTP_HOST" or key == "CONTENT_LENGTH":
-                    # RFC 9112 section 3.2: more than one Host is a 400.
-                    raise ProtocolError("malformed request", f"repeated {key}")
-                environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
-            else:
-                environ[key] = value
-        if version == "1.1" and "HTTP_HOST" not in environ:
-            raise ProtocolError("malformed request", "HTTP/1.1 request without Host")
-        transfer = environ.get("HTTP_TRANSFER_ENCODING")
-        if transfer is not None:
-            check_transfer_encoding(transfer, version)
-            self._chunked = True
-        length = environ.get("CONTENT_LENGTH")
-        declared = parse_content_length(length) if length is not None else 0
+        environ, self._chunked, declared = build_environ(
+            self._base_environ,
+            parser.get_method().decode("ascii"),
+            parser.get_http_version(),
+            self._url,
+            self._headers,
+        )
         if declared > self._max_body:
             raise ProtocolError("body too large")
         if (declared or self._chunked) and parser.should_upgrade():
@@ -486,23 +452,16 @@ class KyoukaiProtocol(asyncio.Protocol):
         self._stage = _BODY
         self._deadline = self._state.clock + self._settings.body_timeout
         expect = environ.get("HTTP_EXPECT")
-        if expect is not None and version == "1.1" and expect.lower() == "100-continue":
+        if (
+            expect is not None
+            and expect.lower() == "100-continue"
+            and environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+        ):
             # The client waits for this before sending the body; after earlier responses.
             if self._pipeline:
                 self._continue_pending = True
             elif self.transport is not None:
                 self.transport.write(_CONTINUE)
-
-    @staticmethod
-    def _origin_form(target: str, method: str) -> str:
-        if target == "*" and method == "OPTIONS":
-            return target
-        scheme, sep, rest = target.partition("://")
-        if sep and scheme.lower() in ("http", "https"):
-            # Absolute form (RFC 9112 section 3.2.2): the path is what follows the authority.
-            slash = rest.find("/")
-            return rest[slash:] if slash >= 0 else "/"
-        raise ProtocolError("malformed request", "request target is not a path")
 
     def on_body(self, body: bytes) -> None:
         """Called when part of the body has been received.
@@ -601,7 +560,7 @@ class KyoukaiProtocol(asyncio.Protocol):
         if self._pipeline and self._pipeline[0] is cycle:  # invariant: request order
             try:
                 await self._write_pipeline()
-            except (asyncio.CancelledError, _ClientGone):
+            except (asyncio.CancelledError, ClientGone):
                 pass
 
     async def _write_pipeline(self) -> None:
@@ -617,11 +576,16 @@ class KyoukaiProtocol(asyncio.Protocol):
             if type(result) is bool:
                 keep_alive = result
             else:
-                *job, keep_alive = result
-                keep_alive = await self._stream(*job) and keep_alive
+                head, stream, chunked, length, keep_alive = result
+                assert self.transport is not None and self._flow is not None
+                self.transport.write(head)
+                ok = await write_stream(
+                    self.transport, self._flow, stream, chunked=chunked, length=length
+                )
+                keep_alive = keep_alive and ok
             pipeline.popleft()
             if self._flow is not None and self._flow.write_paused:
-                await self._drain()
+                await self._flow.drain()
             if not keep_alive:
                 self._close()
                 return
@@ -652,26 +616,12 @@ class KyoukaiProtocol(asyncio.Protocol):
         """
         response = cycle.response
         environ = cycle.environ
-        assert response is not None and environ is not None and self._flow is not None
+        assert response is not None and environ is not None
         keep_alive = cycle.keep_alive and not self._state.closing
-        body_iter: Any = response.response
-        app_iter: Any = None
-        body: bytes | None = None
         code = response.status_code
+        stream: Any = None
         try:
-            if type(body_iter) is list and code != 304 and _plain(response, body_iter):
-                # The common case, a body held in memory: Werkzeug's get_wsgi_response would
-                # only add the Content-Length and normalise Location, which render_head does.
-                headers: Any = response.headers
-                body = body_iter[0] if len(body_iter) == 1 else b"".join(body_iter)
-                body_iter = None
-            elif hasattr(body_iter, "__aiter__"):
-                headers = response.get_wsgi_headers(environ).to_wsgi_list()
-            else:
-                app_iter, _, headers = response.get_wsgi_response(environ)
-                body_iter = None
-                if response.is_sequence:
-                    body = b"".join(app_iter)
+            headers, body, stream = response_parts(response, environ)
             no_body = environ["REQUEST_METHOD"] == "HEAD" or code < 200 or code in (204, 304)
             head, chunked, keep_alive, length = render_head(
                 code,
@@ -682,27 +632,20 @@ class KyoukaiProtocol(asyncio.Protocol):
                 body_length=None if body is None or no_body else len(body),
             )
         except Exception as exc:
-            if not isinstance(exc, ResponseHeadError):
-                logger.exception("Error preparing the response to %s", environ["RAW_URI"])
-            else:
+            if isinstance(exc, ResponseHeadError):
                 logger.error("Refusing to send the response to %s: %s", environ["RAW_URI"], exc)
-            _close_iter(app_iter)
-            error = InternalServerError().get_response(environ)
-            error_body = error.get_data()
-            head, _, keep_alive, _ = render_head(
-                500,
-                error.get_wsgi_headers(environ).to_wsgi_list(),
-                self._state.date_line,
-                keep_alive=keep_alive,
-                http10=cycle.http10,
-                body_length=len(error_body),
+            else:
+                logger.exception("Error preparing the response to %s", environ["RAW_URI"])
+            close_iter(stream)
+            data, keep_alive = internal_error(
+                environ, self._state.date_line, keep_alive=keep_alive, http10=cycle.http10
             )
-            self._raw_write(head if environ["REQUEST_METHOD"] == "HEAD" else head + error_body)
+            self._raw_write(data)
             return keep_alive
         transport = self.transport
         assert transport is not None
         if no_body:
-            _close_iter(app_iter)
+            close_iter(stream)
             transport.write(head)
         elif body is not None:
             if len(body) < 65536:
@@ -713,68 +656,8 @@ class KyoukaiProtocol(asyncio.Protocol):
             if length != len(body):
                 keep_alive = False  # the application's Content-Length is wrong: end here
         else:
-            return (head, app_iter, body_iter, chunked, length, keep_alive)
+            return (head, stream, chunked, length, keep_alive)
         return keep_alive
-
-    async def _stream(
-        self, head: bytes, app_iter: Any, body_iter: Any, chunked: bool, length: int | None
-    ) -> bool:
-        """Write a streamed body, waiting for the client whenever the buffer is full.
-
-        :return: False if the connection must close (a failed body or a length mismatch).
-        """
-        transport = self.transport
-        flow = self._flow
-        assert transport is not None and flow is not None
-        transport.write(head)
-        sent = 0
-        try:
-            if body_iter is not None:
-                async for item in body_iter:
-                    data = item.encode() if isinstance(item, str) else bytes(item)
-                    if data:
-                        sent += len(data)
-                        self._write_body(data, chunked)
-                        if flow.write_paused:
-                            await self._drain()
-            else:
-                for data in app_iter:
-                    if data:
-                        sent += len(data)
-                        self._write_body(data, chunked)
-                        if flow.write_paused:
-                            await self._drain()
-        except (_ClientGone, asyncio.CancelledError):
-            raise
-        except Exception:
-            logger.exception("Error while streaming a response body")
-            transport.abort()  # the head is out: a truncated body must not look complete
-            return False
-        finally:
-            if body_iter is not None:
-                aclose = getattr(body_iter, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            _close_iter(app_iter)
-        if chunked:
-            transport.write(_LAST_CHUNK)
-            return True
-        return length is not None and sent == length
-
-    def _write_body(self, data: bytes, chunked: bool) -> None:
-        if self._closed:
-            raise _ClientGone
-        assert self.transport is not None
-        if chunked:
-            self.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
-        else:
-            self.transport.write(data)
-
-    async def _drain(self) -> None:
-        assert self._flow is not None
-        await self._flow.drain()
-        if self._closed:
-            raise _ClientGone
 
     def write_response(self, response: Response, fake_environ: dict[str, Any]) -> None:
         """Writes a Werkzeug response to the transport, whole, outside the request pipeline.
@@ -889,19 +772,3 @@ class KyoukaiProtocol(asyncio.Protocol):
         """Close at once, cancelling any handler still running."""
         if self.transport is not None and not self._closed:
             self.transport.abort()
-
-
-def _plain(response: Response, items: list[Any]) -> bool:
-    """Whether ``response`` is bytes in memory that need none of Werkzeug's per-request fixes."""
-    if response.autocorrect_location_header or not response.automatically_set_content_length:
-        return False
-    for item in items:
-        if type(item) is not bytes:
-            return False
-    return True
-
-
-def _close_iter(app_iter: Any) -> None:
-    close = getattr(app_iter, "close", None)
-    if close is not None:
-        close()
