@@ -7,9 +7,10 @@ back. :func:`start_server` and :func:`run_server` (behind ``Kyoukai.start()`` an
 :class:`~kyoukai.backends._settings.ServerSettings`.
 """
 
-# Invariants of this module (a comment starting "invariant:" marks where each is enforced):
+# Invariants of this module and of ``_connection`` (which holds the transport side of the
+# protocol); a comment starting "invariant:" marks where each is enforced:
 #
-# * Responses leave in request order. Every parsed request becomes a ``_Cycle`` appended to
+# * Responses leave in request order. Every parsed request becomes a ``Cycle`` appended to
 #   ``_pipeline``; handlers of pipelined requests run concurrently, but only the cycle at the
 #   head of the pipeline is written, and whoever finishes the head (its own task, or the task
 #   that wrote the one before) goes on to write the next cycles that are ready.
@@ -30,24 +31,21 @@ back. :func:`start_server` and :func:`run_server` (behind ``Kyoukai.start()`` an
 from __future__ import annotations
 
 import asyncio
-import enum
 import io
 import logging
-from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import httptools
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
-from werkzeug.wrappers import Response
 
+from kyoukai.backends._connection import Connection, Cycle, Stage
 from kyoukai.backends._decode import ContentDecoder
-from kyoukai.backends._flow import ClientGone, FlowControl, write_stream
+from kyoukai.backends._flow import ClientGone, write_stream
 from kyoukai.backends._http1 import (
     ProtocolError,
     ResponseHeadError,
     build_environ,
     close_iter,
-    error_response,
     internal_error,
     render_head,
     response_parts,
@@ -77,22 +75,8 @@ logger = logging.getLogger("kyoukai")
 #: Bytes handed to the parser at once; bounds how many pipelined requests one read can queue
 #: beyond ``max_pipelined_requests``, and how far a fresh head can run before it is counted.
 PARSE_SLICE = 16 * 1024
-#: Seconds a refused client may keep sending before its connection is closed (lingering close
-#: lets it read the error response instead of losing it to a TCP reset).
-LINGER_SECONDS = 2.0
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class Stage(enum.Enum):
-    """Where the connection is in reading the current request."""
-
-    IDLE = "idle"  #: between requests: nothing of the next one has arrived
-    HEAD = "head"  #: request line and headers arriving
-    BODY = "body"  #: head parsed, body (or trailers) arriving
-    DONE = "done"  #: no further request will be read (close pending, or lingering)
-
-
 _IDLE, _HEAD, _BODY, _DONE = Stage.IDLE, Stage.HEAD, Stage.BODY, Stage.DONE
 
 
@@ -105,23 +89,7 @@ class _StopParsing(Exception):
 _StreamJob = tuple[bytes, Any, bool, "int | None", bool]
 
 
-class _Cycle:
-    """One request on the connection, from its parsed head to its written response."""
-
-    __slots__ = ("environ", "http10", "keep_alive", "raw", "response", "task")
-
-    def __init__(self, environ: dict[str, Any] | None, keep_alive: bool, http10: bool) -> None:
-        self.environ = environ
-        self.keep_alive = keep_alive
-        self.http10 = http10
-        #: The application's response, once the handler has returned.
-        self.response: Response | None = None
-        #: Bytes to send instead of a response (a refusal); always the last on the connection.
-        self.raw: bytes | None = None
-        self.task: asyncio.Task[None] | None = None
-
-
-class KyoukaiProtocol(asyncio.Protocol):
+class KyoukaiProtocol(Connection):
     """The base protocol for Kyoukai using httptools for a HTTP/1.0 or HTTP/1.1 interface.
 
     One instance serves one connection. Requests are parsed as bytes arrive; each complete
@@ -147,22 +115,16 @@ class KyoukaiProtocol(asyncio.Protocol):
     ) -> None:
         if state is None:
             state = ServerState.for_component(component, parent_context)
+        super().__init__(state, server_ip, server_port)
         #: The component this connection was made for.
         self.component = component
         #: The application.
         self.app = component.app
         #: The parent context of every request context.
         self.parent_context = parent_context
-        #: The address and port the server listens on.
-        self.server_ip = server_ip
-        self.server_port = server_port
         #: The httptools parser; it calls the ``on_*`` methods.
         self.parser = httptools.HttpRequestParser(self)
-        #: The transport, once :meth:`connection_made` has run.
-        self.transport: asyncio.Transport | None = None
-        self.loop = asyncio.get_running_loop()
-        self._state = state
-        self._settings = settings = state.settings
+        settings = state.settings
         self._max_url = settings.max_request_line_size
         self._max_line = settings.max_header_line_size
         self._max_headers = settings.max_header_count
@@ -172,19 +134,10 @@ class KyoukaiProtocol(asyncio.Protocol):
         # No piece handed to the parser is longer than a head may be, so a head that starts
         # and ends within one piece is within the limit without being counted.
         self._slice = min(PARSE_SLICE, settings.max_head_size)
-        self._flow: FlowControl | None = None
-        self._base_environ: dict[str, Any] = {}
-        self._stage = _IDLE
-        self._pipeline: deque[_Cycle] = deque()
-        self._closed = False
         self._queue_paused = False
         self._unparsed: bytes | None = None
         self._continue_pending = False
         self._requests_seen = 0
-        #: Read deadline (loop time) for the current stage; 0 means none.
-        self._deadline = 0.0
-        self._write_deadline = 0.0
-        self._write_buffered = 0
         # Per-request parsing state, reset by on_message_begin.
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -199,94 +152,6 @@ class KyoukaiProtocol(asyncio.Protocol):
         self._began = False
         self._progress = False
         self._quiet = 0
-
-    # -- connection ---------------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Called when a connection is made via asyncio.
-
-        :param transport: The transport this is using.
-        """
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = transport = cast(asyncio.Transport, transport)
-        state = self._state
-        if len(state.connections) >= self._settings.max_connections:
-            logger.warning("Refusing a connection: %d are open", len(state.connections))
-            transport.write(error_response(503, state.date_line, "too many connections"))
-            self._closed = True
-            self._stage = _DONE
-            transport.close()
-            return
-        state.connections.add(self)
-        self._flow = FlowControl(transport)
-        high = self._settings.write_buffer_size
-        transport.set_write_buffer_limits(high, high // 4)
-        peer = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        remote_addr, remote_port = (peer[0], str(peer[1])) if isinstance(peer, tuple) else ("", "")
-        if isinstance(local, tuple):
-            server_name, server_port = local[0], str(local[1])
-        else:
-            server_name, server_port = self.server_ip, str(self.server_port)
-        self._base_environ = {
-            "SCRIPT_NAME": "",
-            "SERVER_NAME": server_name,
-            "SERVER_PORT": server_port,
-            "REMOTE_ADDR": remote_addr,
-            "REMOTE_PORT": remote_port,
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": state.url_scheme,
-            "wsgi.errors": state.errors_stream,
-            "wsgi.multithread": False,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-            "wsgi.input_terminated": True,
-            "kyoukai.protocol": self,
-        }
-        # The head of the first request is due within request_timeout of the accept.
-        self._deadline = state.clock + self._settings.request_timeout
-        state.ensure_ticking()
-        signal = state.made_signal
-        if signal is not None and signal.listeners:
-            signal.dispatch(protocol=self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Called when the connection closes: cancel handlers still running, wake writers."""
-        if self._closed and self._flow is None:
-            return
-        self._closed = True
-        self._stage = _DONE
-        self._state.forget(self)
-        if self._flow is not None:
-            self._flow.release()
-        for cycle in self._pipeline:
-            if cycle.task is not None and not cycle.task.done():
-                cycle.task.cancel()
-        signal = self._state.lost_signal
-        if signal is not None and signal.listeners:
-            signal.dispatch(protocol=self)
-
-    def eof_received(self) -> bool:
-        """Called when the client half-closes; the connection then closes.
-
-        A FIN looks the same whether the client half-closed or went away, and clients that
-        half-close and still wait for a response are rare, so it counts as a disconnect:
-        handlers still running are cancelled instead of working for nobody.
-        """
-        self._stage = _DONE
-        return False
-
-    def pause_writing(self) -> None:
-        """Called when the transport's buffer goes over the high-water mark."""
-        assert self._flow is not None and self.transport is not None
-        self._flow.pause_writing()
-        self._write_deadline = self._state.clock + self._settings.write_timeout
-        self._write_buffered = self.transport.get_write_buffer_size()
-
-    def resume_writing(self) -> None:
-        """Called when the transport's buffer drains below the low-water mark."""
-        assert self._flow is not None
-        self._flow.resume_writing()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -501,7 +366,7 @@ class KyoukaiProtocol(asyncio.Protocol):
         self._environ = self._body = None
         self._continue_pending = False
         keep_alive = self.parser.should_keep_alive() and not self._state.closing
-        cycle = _Cycle(environ, keep_alive, environ["SERVER_PROTOCOL"] == "HTTP/1.0")
+        cycle = Cycle(environ, keep_alive, environ["SERVER_PROTOCOL"] == "HTTP/1.0")
         self._requests_seen += 1
         self._stage = _IDLE if keep_alive else _DONE
         pipeline = self._pipeline
@@ -521,21 +386,11 @@ class KyoukaiProtocol(asyncio.Protocol):
 
         :param exc: The exception to handle.
         """
-        if self._stage is _DONE or self._closed:
-            return
-        status = exc.status if isinstance(exc, ProtocolError) else 400  # invariant: one status
-        detail = exc.problem if isinstance(exc, ProtocolError) else "malformed request"
-        logger.debug("Refusing a request with %d: %s", status, exc)
-        self._stage = _DONE
-        cycle = _Cycle(None, False, False)
-        cycle.raw = error_response(status, self._state.date_line, detail)
-        self._pipeline.append(cycle)
-        if len(self._pipeline) == 1:
-            self._write_refusal(cycle.raw)
+        self.refuse(exc)
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def _handle(self, cycle: _Cycle) -> None:
+    async def _handle(self, cycle: Cycle) -> None:
         """Run the application for one request, then write every response that is due."""
         environ = cycle.environ
         assert environ is not None
@@ -609,7 +464,7 @@ class KyoukaiProtocol(asyncio.Protocol):
             else:
                 self._deadline = self._state.clock + self._settings.keep_alive_timeout
 
-    def _write_response(self, cycle: _Cycle) -> bool | _StreamJob:
+    def _write_response(self, cycle: Cycle) -> bool | _StreamJob:
         """Write one response; return whether the connection stays open after it.
 
         A streamed body is not written here: the caller awaits the returned job.
@@ -658,117 +513,3 @@ class KyoukaiProtocol(asyncio.Protocol):
         else:
             return (head, stream, chunked, length, keep_alive)
         return keep_alive
-
-    def write_response(self, response: Response, fake_environ: dict[str, Any]) -> None:
-        """Writes a Werkzeug response to the transport, whole, outside the request pipeline.
-
-        For responses the server did not get from the application (a streamed body is joined
-        first); requests answered by the application never need this.
-
-        :param response: The response to write.
-        :param fake_environ: The environ of the request it answers.
-        """
-        self.write(get_formatted_response(response, fake_environ))
-
-    def write(self, data: bytes) -> None:
-        """Writes data to the transport, unless the connection is closed."""
-        self._raw_write(data)
-
-    def replace(self, other: type[asyncio.Protocol], *args: Any, **kwargs: Any) -> asyncio.Protocol:
-        """Replaces our type with the other: hand the connection to another protocol.
-
-        This connection stops reading requests; ``other(*args, **kwargs)`` takes over the
-        transport and gets ``connection_made`` (for example, to switch to HTTP/2).
-
-        :param other: The protocol class to switch to.
-        :return: The new protocol object.
-        """
-        transport = self.transport
-        if transport is None:
-            raise RuntimeError("replace() needs a connection: call it after connection_made()")
-        protocol = other(*args, **kwargs)
-        self._stage = _DONE
-        self._closed = True
-        self._state.forget(self)
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        return protocol
-
-    def _raw_write(self, data: bytes) -> None:
-        """Does a raw write to the underlying transport, if we can.
-
-        :param data: The data to write.
-        """
-        if not self._closed and self.transport is not None:
-            self.transport.write(data)
-
-    def _write_refusal(self, data: bytes) -> None:
-        """Send a refusal and close, letting the client read it before the socket goes."""
-        transport = self.transport
-        if self._closed or transport is None:
-            return
-        transport.write(data)
-        self._stage = _DONE
-        if transport.can_write_eof():
-            # Lingering close: stop writing, drop whatever still arrives, close on EOF or soon.
-            transport.write_eof()
-            self._deadline = self._state.clock + LINGER_SECONDS
-        else:
-            self._close()
-
-    def _close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-
-    # -- timers and shutdown ------------------------------------------------------------------
-
-    def check_deadlines(self, now: float) -> None:
-        """Close this connection if a read or write deadline has passed (called by the server
-        about once a second)."""
-        flow = self._flow
-        transport = self.transport
-        if flow is None or transport is None or self._closed:
-            return
-        if flow.write_paused:
-            buffered = transport.get_write_buffer_size()
-            if buffered < self._write_buffered:
-                self._write_buffered = buffered
-                self._write_deadline = now + self._settings.write_timeout
-            elif now >= self._write_deadline:
-                logger.debug("Closing a connection whose client stopped reading")
-                transport.abort()
-                return
-        deadline = self._deadline
-        if not deadline or now < deadline:
-            return
-        stage = self._stage
-        if stage is _DONE:
-            if not self._pipeline or self._pipeline[0].raw is not None:
-                self._close()  # lingering ended
-            return
-        if self._pipeline:
-            return  # a response is owed; the client is waiting on us, not the reverse
-        if stage is _HEAD:
-            self.handle_parser_exception(ProtocolError("request head timeout"))
-        elif stage is _BODY:
-            self.handle_parser_exception(ProtocolError("request body timeout"))
-        else:
-            self._close()  # idle keep-alive, or a client that never sent a byte
-
-    def shutdown(self) -> None:
-        """Begin a graceful close: idle connections close now, busy ones after their response."""
-        if self._closed:
-            return
-        if not self._pipeline and self._stage is _IDLE:
-            self._close()
-        elif self._pipeline:
-            self._pipeline[-1].keep_alive = False
-
-    def pending_tasks(self) -> list[asyncio.Task[None]]:
-        """The handler tasks of this connection that have not finished."""
-        return [c.task for c in self._pipeline if c.task is not None and not c.task.done()]
-
-    def abort(self) -> None:
-        """Close at once, cancelling any handler still running."""
-        if self.transport is not None and not self._closed:
-            self.transport.abort()
