@@ -97,6 +97,18 @@ def build_app(gates: Gates) -> Kyoukai:
 
         return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
 
+    @app.route("/events")
+    async def events(ctx: HTTPRequestContext) -> Response:
+        async def generate() -> AsyncIterator[bytes]:
+            try:
+                yield b"data: first\n\n"
+                await asyncio.Event().wait()  # an idle event stream
+                yield b"data: never\n\n"
+            finally:
+                gates["events-closed"].set()
+
+        return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
+
     @app.route("/big-stream/<int:count>")
     async def big_stream(ctx: HTTPRequestContext, count: int) -> Response:
         produced = gates.produced = []  # type: ignore[attr-defined]
