@@ -212,3 +212,19 @@ async def test_handler_returning_as_json_with_encoder(app: TestKyoukai) -> None:
     assert resp.status_code == 201
     assert resp.headers["Content-Type"] == "application/json"
     assert resp.get_data() == b'{"d": "2020-02-29"}'
+
+
+def test_plain_values_take_the_fast_response_path() -> None:
+    # The fast constructor is only used while it builds exactly what Response() builds.
+    from kyoukai import util
+
+    assert util._FAST_RESPONSES
+    fast = wrap_response("héllo")
+    slow = Response("héllo")
+    assert vars(fast).keys() == vars(slow).keys()
+    assert list(fast.headers.items()) == list(slow.headers.items())
+    assert (fast.status, fast.get_data()) == (slow.status, slow.get_data())
+    fast.status_code = 201
+    fast.headers["X-Extra"] = "1"
+    assert fast.status == "201 CREATED"
+    assert fast.headers["X-Extra"] == "1"
