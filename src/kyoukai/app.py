@@ -274,7 +274,8 @@ class Kyoukai:
                 self._on_matched.dispatch(ctx=ctx)
             if self._on_invoked.listeners:
                 self._on_invoked.dispatch(ctx=ctx)
-            response = await route.invoke(ctx, params=params)
+            pre_hooks, post_hooks = route.resolved_hooks()
+            response = await route.invoke_function(ctx, pre_hooks, post_hooks, params)
             if self._on_returned.listeners:
                 self._on_returned.dispatch(ctx=ctx, result=response)
             return response

@@ -133,6 +133,8 @@ class Route:
         #: The blueprint this route was added to.
         self.bp: Blueprint | None = None
         self._signature: _Signature | None = None
+        # Coroutine functions skip the isawaitable() check (other awaitables still work).
+        self._is_async = inspect.iscoroutinefunction(function)
         self._hook_cache: tuple[list[Callable[..., Any]], list[Callable[..., Any]]] | None = None
         self.__name__ = getattr(function, "__name__", type(function).__name__)
         self.__qualname__ = getattr(function, "__qualname__", self.__name__)
@@ -220,10 +222,14 @@ class Route:
         check_hook_type(type_)
         return self.hooks[type_]
 
-    def _resolved_hooks(self) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
-        """Blueprint hooks (parent to child) then route hooks, or all of it reversed with
-        ``reverse_hooks``; cached until hooks change."""
+    def resolved_hooks(self) -> tuple[list[Callable[..., Any]], list[Callable[..., Any]]]:
+        """The pre and post hooks a request to this route runs: blueprint hooks (parent to
+        child) then route hooks, all of it reversed with ``reverse_hooks``, none without
+        ``should_invoke_hooks``. Cached until a hook is added."""
         if self._hook_cache is None:
+            if not self.should_invoke_hooks:
+                self._hook_cache = ([], [])
+                return self._hook_cache
             chains: list[list[Callable[..., Any]]] = []
             for type_ in ("pre", "post"):
                 inherited = self.bp.get_hooks(type_) if self.bp is not None else []
@@ -307,10 +313,7 @@ class Route:
         :param params: The path parameters, passed as keyword arguments.
         :return: The response, after the post hooks.
         """
-        if self.should_invoke_hooks:
-            pre_hooks, post_hooks = self._resolved_hooks()
-        else:
-            pre_hooks = post_hooks = []
+        pre_hooks, post_hooks = self.resolved_hooks()
         return await self.invoke_function(ctx, pre_hooks, post_hooks, params or {}, args)
 
     async def invoke_function(
@@ -348,7 +351,7 @@ class Route:
         if self.do_argument_checking and kwargs:
             kwargs = await self._convert_params(kwargs)
         result = self._callable(ctx, *args, **kwargs)
-        if inspect.isawaitable(result):
+        if self._is_async or inspect.isawaitable(result):
             result = await result
         response_class = ctx.app.response_class if ctx.app is not None else Response
         response = wrap_response(result, response_class)
