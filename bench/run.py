@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import importlib.util
+import io
 import os
 import platform
 import re
@@ -22,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 
 from _measure import (
+    BENCH_DIR,
     CLK_TCK,
     HOST,
     SCENARIOS,
@@ -51,7 +55,7 @@ from _measure import (
 )
 from _report import RunInfo, Sample, ServerResult, render_markdown
 
-RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS_PATH = BENCH_DIR / "RESULTS.md"
 NOFILE_WANTED = 8192
 PACKAGES = (
     "kyoukai",
@@ -190,6 +194,43 @@ def collect_versions() -> dict[str, str]:
     return versions
 
 
+def kyoukai_source() -> str:
+    """Say where the servers import Kyoukai from: the checkout, with its git state."""
+    spec = importlib.util.find_spec("kyoukai")
+    if spec is None or spec.origin is None:
+        return "not installed"
+    where = Path(spec.origin).parent
+    argv = ["git", "-C", str(where), "describe", "--always", "--dirty", "--abbrev=10"]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        if out.returncode == 0:
+            return f"{where} (git {out.stdout.strip()})"
+    return str(where)
+
+
+def export_kyoukai(rev: str, dest: Path) -> str:
+    """Export ``src/`` as committed at ``rev`` into ``dest`` and point servers at it.
+
+    Servers inherit ``PYTHONPATH``, which comes before the checkout's editable install, so
+    a run measures one fixed commit even while the working tree changes.
+
+    :return: The commit's full hash.
+    """
+    repo = str(BENCH_DIR.parent)
+    sha = subprocess.run(
+        ["git", "-C", repo, "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.strip()  # fmt: skip
+    archive = subprocess.run(
+        ["git", "-C", repo, "archive", sha, "src"], capture_output=True, check=True, timeout=60
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    paths = [str(dest / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    return sha
+
+
 def collect_machine() -> dict[str, str]:
     cpuinfo = read_or_none("/proc/cpuinfo") or ""
     m = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
@@ -225,6 +266,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--only",
         default="",
         help="comma-separated server names: " + ",".join(s.name for s in SERVERS),
+    )
+    p.add_argument(
+        "--kyoukai-commit",
+        metavar="REV",
+        help="measure Kyoukai as committed at REV (exported from git) instead of the checkout",
     )
     p.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke run, not saved")
     p.add_argument(
@@ -267,12 +313,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_nofile()
     signal.signal(signal.SIGTERM, _terminate)
     shown_argv = list(sys.argv[1:] if argv is None else argv)
+    with contextlib.ExitStack() as stack:
+        source = kyoukai_source()
+        if opts.kyoukai_commit:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kyoukai-src-")))
+            source = f"git {export_kyoukai(opts.kyoukai_commit, tmp)[:10]} (exported from git)"
+        return measure_and_report(opts, servers, shown_argv, source)
+
+
+def measure_and_report(
+    opts: argparse.Namespace, servers: Sequence[Server], shown_argv: list[str], source: str
+) -> int:
+    """Run the benchmark, print the report and write it to ``opts.output``."""
+    versions = collect_versions()
+    versions["kyoukai source"] = source
     info = RunInfo(
         date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         command=shlex.join(["bench/.venv/bin/python", "bench/run.py", *shown_argv]),
         duration=opts.duration,
         rounds=opts.rounds,
-        versions=collect_versions(),
+        versions=versions,
         machine=collect_machine(),
         server_commands={
             s.name: shlex.join(
