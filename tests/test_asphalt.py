@@ -519,6 +519,25 @@ async def test_https_with_the_ssl_section(app: Kyoukai, certificate: dict[str, s
                 await http.get(url(component, scheme="https"))
 
 
+async def test_app_start_with_a_component_serves_its_https(
+    app: Kyoukai, certificate: dict[str, str]
+) -> None:
+    ssl_config = {
+        "enabled": True,
+        "ssl_certfile": certificate["server.crt"],
+        "ssl_keyfile": certificate["server.key"],
+    }
+    component = KyoukaiComponent(app, port=0, ssl=ssl_config, run_server=False)
+    trust = ssl.create_default_context(cafile=certificate["ca.pem"])
+    server = await app.start("127.0.0.1", 0, component=component)
+    try:
+        async with client(verify=trust) as http:
+            response = await http.get(f"https://127.0.0.1:{server.port}/")
+        assert (response.status_code, response.text) == (200, "hello")
+    finally:
+        await server.stop()
+
+
 # -- events -------------------------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from kyoukai.blueprint import Blueprint
 from kyoukai.route import DEFAULT_METHODS, Route
 
 if TYPE_CHECKING:
+    from kyoukai.backends.httptools_ import KyoukaiServer
     from kyoukai.routegroup import RouteGroup
 
 __all__ = ["Kyoukai"]
@@ -376,7 +377,7 @@ class Kyoukai:
         component: Any = None,
         base_context: Context | None = None,
         **server_options: Any,
-    ) -> Any:
+    ) -> KyoukaiServer:
         """Start the built-in HTTP server in the running event loop and return its handle.
 
         :param ip: The address to listen on.

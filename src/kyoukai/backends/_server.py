@@ -270,7 +270,8 @@ async def start_server(
     :param component: An object with ``app`` and ``settings`` (the Asphalt component); its
         settings are the defaults for ``server_options``.
     :param base_context: The parent of every request context; a fresh context if omitted.
-    :param ssl: A server-side TLS context, to serve HTTPS.
+    :param ssl: A server-side TLS context, to serve HTTPS (the component's ``ssl_context``
+        if omitted).
     :param server_options: Any :class:`~kyoukai.backends._settings.ServerSettings` field.
     :raises TypeError: For an option that is not a setting.
     :return: The running server; ``await server.stop()`` shuts it down.
@@ -278,6 +279,8 @@ async def start_server(
     from kyoukai.backends.httptools_ import KyoukaiProtocol
 
     settings = _resolve_settings(component, server_options)
+    if ssl is None and component is not None:
+        ssl = getattr(component, "ssl_context", None)
     app.finalize()
     if base_context is None:
         base_context = Context()
