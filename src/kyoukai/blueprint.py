@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BuildError, Map, MapAdapter, Rule, Submount
 
-from kyoukai._types import F, Handler, HookType
-from kyoukai.route import DEFAULT_METHODS, Route, check_hook_type
+from kyoukai._hooks import HookHolder, check_hook_type
+from kyoukai._types import Handler, HookType
+from kyoukai.route import DEFAULT_METHODS, Route
 
 if TYPE_CHECKING:
     from kyoukai.routegroup import RouteGroup
@@ -32,7 +33,7 @@ MATCH_CACHE_SIZE = 1024
 _PURE_CONVERTERS = tuple(Map.default_converters.values())
 
 
-class Blueprint:
+class Blueprint(HookHolder):
     """A container of routes, and a node in the application's blueprint tree.
 
     :param name: The name of the blueprint; endpoints are named ``name.function``.
@@ -54,6 +55,7 @@ class Blueprint:
         host_matching: bool = False,
         host: str | None = None,
     ) -> None:
+        super().__init__()
         #: The name of the blueprint.
         self.name = name
         self._prefix = prefix
@@ -67,8 +69,6 @@ class Blueprint:
         self.routes: list[Route] = []
         #: Error handlers by status code.
         self.errorhandlers: dict[int, Route] = {}
-        #: Blueprint-level hooks by type.
-        self.hooks: dict[str, list[Callable[..., Any]]] = {"pre": [], "post": []}
         #: ``True`` once the tree was finalized; routes can no longer be added.
         self.finalized = False
         #: The routing map built by :meth:`finalize` (the root's covers the whole tree).
@@ -111,7 +111,7 @@ class Blueprint:
         if blueprint not in self.children:
             self.children.append(blueprint)
         blueprint._parent = self
-        blueprint._clear_hook_caches()
+        blueprint._hooks_changed()
         return blueprint
 
     def traverse_tree(self) -> Generator[Blueprint, None, None]:
@@ -235,35 +235,14 @@ class Blueprint:
 
     # -- hooks ------------------------------------------------------------------------------
 
-    def add_hook(self, type_: HookType | str, hook: Callable[..., Any]) -> Callable[..., Any]:
-        """Add a hook for every route of this blueprint and its children.
-
-        :param type_: ``"pre"`` (``hook(ctx)``, may return a new context) or ``"post"``
-            (``hook(ctx, response)``, may return a new response).
-        :param hook: The hook, a coroutine function or a plain function.
-        """
-        check_hook_type(type_)
-        self.hooks[type_].append(hook)
-        self._clear_hook_caches()
-        return hook
-
-    def before_request(self, func: F) -> F:
-        """Decorator: add a pre-request hook."""
-        self.add_hook("pre", func)
-        return func
-
-    def after_request(self, func: F) -> F:
-        """Decorator: add a post-request hook."""
-        self.add_hook("post", func)
-        return func
-
     def get_hooks(self, type_: HookType | str) -> list[Callable[..., Any]]:
         """Hooks of one type for this blueprint, the parents' first (root to here)."""
         check_hook_type(type_)
         inherited = self._parent.get_hooks(type_) if self._parent is not None else []
         return inherited + self.hooks[type_]
 
-    def _clear_hook_caches(self) -> None:
+    def _hooks_changed(self) -> None:
+        # Routes below cache their hook chains; a new hook here is part of them.
         for route in self.tree_routes:
             route.clear_hook_cache()
 

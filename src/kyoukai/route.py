@@ -11,7 +11,8 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.routing import Rule, Submount
 from werkzeug.wrappers import Response
 
-from kyoukai._types import F, Handler, HookType
+from kyoukai._hooks import HookHolder, check_hook_type
+from kyoukai._types import Handler, HookType
 from kyoukai.asphalt import HTTPRequestContext
 from kyoukai.util import wrap_response
 
@@ -34,12 +35,6 @@ def _to_bool(value: Any) -> bool:
     if text in _FALSE_WORDS:
         return False
     raise ValueError(f"{value!r} is not a boolean")
-
-
-def check_hook_type(type_: str) -> None:
-    """Raise a :exc:`ValueError` unless ``type_`` names a hook type."""
-    if type_ not in ("pre", "post"):
-        raise ValueError(f"unknown hook type {type_!r}: use 'pre' or 'post'")
 
 
 class _Signature:
@@ -90,7 +85,7 @@ class RouteRule(Rule):
         self.route = route
 
 
-class Route:
+class Route(HookHolder):
     """A handler function wrapped for routing.
 
     A route remembers the paths it is reachable under (each with its own methods), its
@@ -117,6 +112,7 @@ class Route:
     ) -> None:
         if not callable(function):
             raise TypeError(f"a route needs a callable, not {function!r}")
+        super().__init__()
         self._callable = function
         #: Run the blueprint hooks child-to-parent instead of parent-to-child.
         self.reverse_hooks = reverse_hooks
@@ -128,8 +124,6 @@ class Route:
         self.endpoint = endpoint
         #: ``(routing_url, methods)`` pairs this route is reachable under.
         self.routes: list[tuple[str, tuple[str, ...]]] = []
-        #: Route-level hooks, by type (``"pre"`` or ``"post"``).
-        self.hooks: dict[str, list[Callable[..., Any]]] = {"pre": [], "post": []}
         #: The blueprint this route was added to.
         self.bp: Blueprint | None = None
         self._signature: _Signature | None = None
@@ -196,27 +190,6 @@ class Route:
 
     # -- hooks ------------------------------------------------------------------------------
 
-    def add_hook(self, type_: HookType | str, hook: Callable[..., Any]) -> Callable[..., Any]:
-        """Add a route-level hook, run after the blueprint hooks of the same type.
-
-        :param type_: ``"pre"`` (``hook(ctx)``) or ``"post"`` (``hook(ctx, response)``).
-        :param hook: The hook, a coroutine function or a plain function.
-        """
-        check_hook_type(type_)
-        self.hooks[type_].append(hook)
-        self._hook_cache = None
-        return hook
-
-    def before_request(self, func: F) -> F:
-        """Decorator: add a route-level pre-request hook."""
-        self.add_hook("pre", func)
-        return func
-
-    def after_request(self, func: F) -> F:
-        """Decorator: add a route-level post-request hook."""
-        self.add_hook("post", func)
-        return func
-
     def get_hooks(self, type_: HookType | str) -> list[Callable[..., Any]]:
         """The route-level hooks of one type, in the order they were added."""
         check_hook_type(type_)
@@ -243,6 +216,8 @@ class Route:
     def clear_hook_cache(self) -> None:
         """Forget the resolved hook chain (called when a blueprint above gains a hook)."""
         self._hook_cache = None
+
+    _hooks_changed = clear_hook_cache
 
     # -- arguments --------------------------------------------------------------------------
 

@@ -13,9 +13,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from kyoukai._hooks import check_hook_type
 from kyoukai._types import F
 from kyoukai.blueprint import Blueprint
-from kyoukai.route import DEFAULT_METHODS, Route, check_hook_type
+from kyoukai.route import DEFAULT_METHODS, Route
 
 __all__ = [
     "RouteGroup",
