@@ -238,8 +238,8 @@ def render_markdown(results: Sequence[ServerResult], info: RunInfo) -> str:
         "",
         "## Idle keep-alive connections",
         "",
-        "Connections opened by the harness, one `GET /` each, then held idle; RSS of the "
-        "server's process tree before and after.",
+        "Connections opened by the harness to a freshly started instance, one `GET /` each, "
+        "then held idle; RSS of the server's process tree before and after.",
         "",
     ]
     idle_rows = []

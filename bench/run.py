@@ -90,11 +90,16 @@ def start_server(
     stack: contextlib.ExitStack,
     log_path: Path,
 ) -> Live:
-    """Start, check and warm up one server.
+    """Measure idle connections on a fresh instance, then start, check and warm up another.
 
-    The server stays up until ``stack`` closes, at the end of the round.
+    A fresh instance has no memory freed by earlier load to reuse, so what the idle
+    connections add to its RSS is their own cost. The second instance stays up until
+    ``stack`` closes, at the end of the round.
     """
     log = stack.enter_context(open(log_path, "ab"))
+    with running(server, log) as (proc, port):
+        check_responses(port, server)
+        result.idle.append(measure_idle_connections(proc.pid, port, opts.idle_connections))
     proc, port = stack.enter_context(running(server, log))
     check_responses(port, server)
     run_wrk(wrk_argv(f"http://{HOST}:{port}/", 64, opts.warmup, scripts["root"]), opts.warmup)
@@ -119,14 +124,6 @@ def measure(
     )
 
 
-def measure_memory(live: Live, idle_connections: int) -> None:
-    """Record the peak RSS after the 64-connection scenarios, then the idle connections."""
-    rss = tree_kib(live.pid, "VmHWM")
-    live.result.peak_rss_kib = max(live.result.peak_rss_kib, rss)
-    idle = measure_idle_connections(live.pid, live.port, idle_connections)
-    live.result.idle.append(idle)
-
-
 _FAILURES = (ServerFailed, RuntimeError, OSError, subprocess.SubprocessError)
 
 
@@ -140,8 +137,7 @@ def run(opts: argparse.Namespace, servers: Sequence[Server]) -> list[ServerResul
 
     Each round starts every server (idle ones cost nothing on CPU 0), then runs each
     scenario against the servers back to back, so the samples a ratio pairs are seconds
-    apart; memory is read before the 1000-connection scenario. The server order rotates by
-    one each round.
+    apart. The server order rotates by one each round.
     """
     results = {s.name: ServerResult(s) for s in servers}
     with tempfile.TemporaryDirectory(prefix="kyoukai-bench-") as tmp:
@@ -170,7 +166,8 @@ def run(opts: argparse.Namespace, servers: Sequence[Server]) -> list[ServerResul
                             continue
                         try:
                             if sc.key == "c1000":
-                                measure_memory(lv, opts.idle_connections)
+                                rss = tree_kib(lv.pid, "VmHWM")
+                                lv.result.peak_rss_kib = max(lv.result.peak_rss_kib, rss)
                             measure(lv, sc, round_no, opts, scripts[sc.key])
                         except _FAILURES as e:
                             _fail(lv.result, e, lv.log_path)
