@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seconds", type=int, default=15, help="sampling time (default 15)")
     p.add_argument("--rate", type=int, default=500, help="samples per second (default 500)")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--native", action="store_true", help="include C frames (slower sampling)")
     opts = p.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     server = next(s for s in SERVERS if s.name == opts.server)
@@ -82,11 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             try:
                 time.sleep(2)
-                subprocess.run(
-                    [py_spy, "record", "--nonblocking", "-d", str(opts.seconds), "-r",
-                     str(opts.rate), "-f", "raw", "-o", str(raw), "--pid", str(proc.pid)],
-                    check=True, timeout=opts.seconds + 30, capture_output=True,
-                )  # fmt: skip
+                # Native unwinding needs the process paused; otherwise sample without pausing.
+                mode = "--native" if opts.native else "--nonblocking"
+                argv = [py_spy, "record", mode, "-d", str(opts.seconds), "-r", str(opts.rate)]
+                argv += ["-f", "raw", "-o", str(raw), "--pid", str(proc.pid)]
+                out = subprocess.run(
+                    argv, timeout=opts.seconds + 30, capture_output=True, text=True
+                )
+                if out.returncode != 0:
+                    raise SystemExit(f"py-spy failed: {out.stderr.strip()[-500:]}")
             finally:
                 wrk.kill()
                 wrk.wait()
