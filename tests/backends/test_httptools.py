@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import re
@@ -57,6 +58,25 @@ async def test_keep_alive_serves_100_requests_on_one_connection(server: KyoukaiS
             assert response.status_line == b"HTTP/1.1 200 OK"
             assert response.body == b"hello"
             assert response.header("connection") is None
+
+
+async def test_requests_leave_no_reference_cycles(server: KyoukaiServer) -> None:
+    # Garbage left for the cyclic collector makes its full passes stall every connection.
+    async with await RawClient.connect(server.port) as client:
+        await client.send(SIMPLE_GET)
+        await client.read_response()
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(20):
+                await client.send(SIMPLE_GET)
+                assert (await client.read_response()).body == b"hello"
+            gc.collect()
+            leftovers = [type(obj).__name__ for obj in gc.garbage]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+    assert leftovers == []
 
 
 async def test_pipelined_responses_keep_request_order(server: KyoukaiServer) -> None:
