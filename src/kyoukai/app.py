@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from asphalt.core import Context, Signal, TeardownError
@@ -241,7 +240,7 @@ class Kyoukai:
         try:
             response = await self._respond(ctx)
         finally:
-            torn_down = await self._finish_context(ctx, token)
+            torn_down = not ctx.deactivate(token) or await self._tear_down(ctx)
         if not torn_down:
             # A request-scoped resource failed to clean up (a database commit, say): the
             # client must not be told that all went well.
@@ -251,10 +250,10 @@ class Kyoukai:
         return response
 
     @staticmethod
-    async def _finish_context(ctx: HTTPRequestContext, token: Token[Context | None]) -> bool:
-        """Close the request context; ``False`` (logged) if a teardown callback failed."""
+    async def _tear_down(ctx: HTTPRequestContext) -> bool:
+        """Run the request context's teardown callbacks; ``False`` (logged) if one failed."""
         try:
-            await ctx.finish(token)
+            await ctx.close(ctx.exception)
         except TeardownError:
             logger.exception("Teardown of %s %s failed", ctx.request.method, ctx.request.path)
             return False

@@ -93,19 +93,18 @@ class HTTPRequestContext(Context):
         """Make this the current context (for ``asphalt.core.current_context()``)."""
         return _current_context.set(self)
 
-    async def finish(self, token: Token[Context | None]) -> None:
-        """Undo :meth:`activate` and close the context, running its teardown callbacks.
+    def deactivate(self, token: Token[Context | None]) -> bool:
+        """Undo :meth:`activate`; close the context at once if nothing needs tearing down.
 
-        Callbacks registered with ``pass_exception=True`` receive :attr:`exception`, so a
-        per-request database session rolls back instead of committing a failed request.
-
-        :raises asphalt.core.TeardownError: If a teardown callback failed.
+        :return: ``True`` when teardown callbacks wait: the caller then awaits :meth:`close`,
+            passing :attr:`exception`, so a per-request database session rolls back instead
+            of committing a failed request.
         """
         _current_context.reset(token)
         if self._teardown_callbacks:
-            await self.close(self.exception)
-        else:
-            self._state = ContextState.closed
+            return True
+        self._state = ContextState.closed
+        return False
 
     def url_for(self, endpoint: str, *, method: str | None = None, **kwargs: Any) -> str:
         """Build the URL of ``endpoint`` for this request's host and scheme.
