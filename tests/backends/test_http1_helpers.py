@@ -125,6 +125,16 @@ def test_render_head_refuses_unsafe_headers(headers) -> None:
         head(headers=headers, body_length=0)
 
 
+def test_render_head_checks_each_value_of_a_header_seen_before() -> None:
+    # Plain header lines are cached once checked; a new value is checked again.
+    first, *_ = head(headers=[("X-Tag", "safe")], body_length=0)
+    again, *_ = head(headers=[("X-Tag", "safe")], body_length=0)
+    assert first == again
+    assert b"X-Tag: safe\r\n" in first
+    with pytest.raises(ResponseHeadError):
+        head(headers=[("X-Tag", "safe\r\nSet-Cookie: x=1")], body_length=0)
+
+
 def test_status_line_for_unknown_and_invalid_codes() -> None:
     assert status_line(200) == b"HTTP/1.1 200 OK\r\n"
     assert status_line(599) == b"HTTP/1.1 599 Unknown\r\n"

@@ -66,7 +66,7 @@ STATUS_FOR: dict[str, int] = {
     "too many connections": 503,
 }
 
-_SERVER_LINE = f"Server: {SERVER_HEADER}\r\n"
+_SERVER_LINE = f"Server: {SERVER_HEADER}\r\n".encode("latin-1")
 
 # Response header names render_head treats specially, by lower-case name; the usual
 # spellings are added too so that the common case needs no str.lower().
@@ -85,6 +85,8 @@ _KINDS.update({"Content-Type": _OTHER, "Set-Cookie": _OTHER, "Cache-Control": _O
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALID_NAMES: set[str] = set()
 _ENVIRON_KEYS: dict[bytes, str] = {}
+#: Encoded lines of plain response headers already checked, by ``(name, value)``.
+_HEADER_LINES: dict[tuple[str, str], bytes] = {}
 _CACHE_CAP = 2048
 
 
@@ -319,17 +321,21 @@ def render_head(
     :return: ``(head, chunked, keep_alive, content_length)``.
     :raises ResponseHeadError: If a header is unsafe or ``Content-Length`` is not a number.
     """
-    parts: list[str] = []
-    count = 0
+    parts: list[bytes] = [status_line(code)]
     content_length: int | None = None
     has_server = has_date = False
+    lines = _HEADER_LINES
     for name, value in headers:
+        line = lines.get((name, value))
+        if line is not None:  # a plain header seen before: checked and encoded already
+            parts.append(line)
+            continue
         kind = _KINDS.get(name)
         if kind is None:
             kind = _KINDS.get(name.lower(), _OTHER)
         if kind:
             if kind == _CONTENT_LENGTH:
-                if not value.isdigit():
+                if not value.isdigit() or not value.isascii():
                     raise ResponseHeadError(f"Content-Length {value!r} is not a number")
                 content_length = int(value)
                 continue
@@ -343,16 +349,12 @@ def render_head(
                 has_date = True
             elif kind == _LOCATION:
                 value = iri_to_uri(value)
-        if name not in _VALID_NAMES:
-            if _TOKEN.fullmatch(name) is None:
-                raise ResponseHeadError(f"invalid header name {name!r}")
-            if len(_VALID_NAMES) < _CACHE_CAP:
-                _VALID_NAMES.add(name)
-        parts.append(f"{name}: {value}\r\n")
-        count += 1
-    text = "".join(parts)
-    if text.count("\n") != count or text.count("\r") != count or "\0" in text:
-        raise ResponseHeadError("a header value contains CR, LF or NUL")
+        line = _header_line(name, value)
+        if not kind:
+            if len(lines) >= _CACHE_CAP:
+                lines.clear()  # per-response values (cookies, ETags) must not crowd it out
+            lines[(name, value)] = line
+        parts.append(line)
 
     chunked = False
     if code < 200 or code == 204:
@@ -362,26 +364,38 @@ def render_head(
     elif content_length is None and body_length is not None:
         content_length = body_length
     if content_length is not None:
-        text += f"Content-Length: {content_length}\r\n"
+        parts.append(b"Content-Length: %d\r\n" % content_length)
     elif code >= 200 and code not in (204, 304):
         if http10:
             keep_alive = False
         else:
             chunked = True
-            text += "Transfer-Encoding: chunked\r\n"
+            parts.append(b"Transfer-Encoding: chunked\r\n")
     if not keep_alive:
-        text += "Connection: close\r\n"
+        parts.append(b"Connection: close\r\n")
     elif http10:
-        text += "Connection: keep-alive\r\n"
+        parts.append(b"Connection: keep-alive\r\n")
     if not has_server:
-        text += _SERVER_LINE
+        parts.append(_SERVER_LINE)
+    if not has_date:
+        parts.append(date_line)
+    parts.append(b"\r\n")
+    return b"".join(parts), chunked, keep_alive, content_length
+
+
+def _header_line(name: str, value: str) -> bytes:
+    """``name: value`` and CRLF as bytes, refusing what could split or corrupt the head."""
+    if name not in _VALID_NAMES:
+        if _TOKEN.fullmatch(name) is None:
+            raise ResponseHeadError(f"invalid header name {name!r}")
+        if len(_VALID_NAMES) < _CACHE_CAP:
+            _VALID_NAMES.add(name)
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise ResponseHeadError("a header value contains CR, LF or NUL")
     try:
-        head = status_line(code) + text.encode("latin-1")
+        return f"{name}: {value}\r\n".encode("latin-1")
     except UnicodeEncodeError:
         raise ResponseHeadError("a header is not latin-1 text") from None
-    if not has_date:
-        head += date_line
-    return head + b"\r\n", chunked, keep_alive, content_length
 
 
 def error_response(status: int, date_line: bytes, detail: str = "") -> bytes:
@@ -390,6 +404,6 @@ def error_response(status: int, date_line: bytes, detail: str = "") -> bytes:
     body = f"{status} {phrase}{': ' + detail if detail else ''}\n".encode("latin-1", "replace")
     head = (
         f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-        f"Connection: close\r\n{_SERVER_LINE}"
+        "Connection: close\r\n"
     ).encode("ascii")
-    return status_line(status) + head + date_line + b"\r\n" + body
+    return status_line(status) + head + _SERVER_LINE + date_line + b"\r\n" + body
