@@ -639,3 +639,10 @@ async def test_connection_events_reach_connected_listeners(
     assert isinstance(made[0].protocol, KyoukaiProtocol)
     assert lost[0].protocol is made[0].protocol
     assert made[0].protocol.component is component
+
+
+def test_kyoukai_is_an_asphalt_component_entry_point() -> None:
+    # Lets a configuration say ``type: kyoukai``.
+    from asphalt.core.component import component_types
+
+    assert component_types.resolve("kyoukai") is KyoukaiComponent
