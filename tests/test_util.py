@@ -228,3 +228,35 @@ def test_plain_values_take_the_fast_response_path() -> None:
     fast.headers["X-Extra"] = "1"
     assert fast.status == "201 CREATED"
     assert fast.headers["X-Extra"] == "1"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"message": "Hello, world!"},
+        [1, 2.5, -0.0, float("nan"), None, True, "ünïcode \u2603", {"nested": [[]]}],
+        {"1": {"2": {"3": [{"4": '\x00\n\t"'}]}}},
+        [],
+    ],
+)
+def test_dict_and_list_bodies_encode_like_json_dumps(data) -> None:
+    assert wrap_response(data).get_data(as_text=True) == json.dumps(data)
+
+
+def test_unencodable_and_circular_bodies_raise() -> None:
+    with pytest.raises(TypeError):
+        wrap_response({"when": datetime.date(2026, 1, 1)})
+    circular: list[object] = []
+    circular.append(circular)
+    with pytest.raises((ValueError, RecursionError)):
+        wrap_response(circular)
+
+
+async def test_circular_json_body_is_a_500(app: TestKyoukai) -> None:
+    @app.route("/loop")
+    async def loop(ctx):
+        data: dict[str, object] = {}
+        data["self"] = data
+        return data
+
+    assert (await app.get("/loop")).status_code == 500

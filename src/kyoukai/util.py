@@ -8,7 +8,7 @@ Handlers may return a :class:`~werkzeug.wrappers.Response`, a ``str`` or ``bytes
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from werkzeug.datastructures import Headers
@@ -94,7 +94,7 @@ def wrap_response(args: Any, response_class: type[Response] = Response) -> Respo
             return _fast_response(args, _TEXT)
         return response_class(args)
     if isinstance(args, dict | list):
-        body = json.dumps(args)
+        body = _dumps(args)
         if response_class is Response and _FAST_RESPONSES:
             return _fast_response(body.encode(), _JSON)
         return response_class(body, content_type=_JSON)
@@ -134,3 +134,38 @@ def _same_response(first: Response, second: Response) -> bool:
 
 
 _FAST_RESPONSES = _same_response(_fast_response(b"{}", _JSON), Response(b"{}", content_type=_JSON))
+
+
+def _c_dumps() -> Callable[[Any], str] | None:
+    """``json.dumps`` with its default options on a C encoder made once, not per call.
+
+    ``None`` where the C encoder is missing or does not give ``json.dumps``'s output.
+    Circular structures are not looked for: they fail with ``RecursionError`` instead of
+    ``ValueError``, a 500 either way.
+    """
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:
+        return None
+    try:
+        encode = make_encoder(
+            None,
+            json.JSONEncoder().default,
+            json.encoder.encode_basestring_ascii,
+            None,
+            ": ",
+            ", ",
+            False,
+            False,
+            True,
+        )
+    except TypeError:  # another signature
+        return None
+
+    def dumps(data: Any) -> str:
+        return "".join(encode(data, 0))
+
+    sample = {"text": 'é\n"', "numbers": [1, 2.5, -0.0, float("inf"), None, True], "n": {}}
+    return dumps if dumps(sample) == json.dumps(sample) else None
+
+
+_dumps: Callable[[Any], str] = _c_dumps() or json.dumps
