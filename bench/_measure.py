@@ -209,6 +209,9 @@ class ProcStat:
     ppid: int
     cpu_ticks: int
     children_cpu_ticks: int
+    #: The system (kernel) part of ``cpu_ticks`` and ``children_cpu_ticks``.
+    sys_ticks: int = 0
+    children_sys_ticks: int = 0
 
 
 def parse_proc_stat(text: str) -> ProcStat:
@@ -216,9 +219,8 @@ def parse_proc_stat(text: str) -> ProcStat:
     fields = text[text.rindex(")") + 2 :].split()
     # After the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
     # utime stime cutime cstime ...
-    return ProcStat(
-        int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
-    )
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return ProcStat(int(fields[1]), utime + stime, cutime + cstime, stime, cstime)
 
 
 def parse_status_kib(text: str, key: str) -> int:
@@ -249,14 +251,18 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def tree_cpu_ticks(pid: int) -> int:
-    """CPU ticks used by the tree: live processes plus the children they have reaped."""
-    total = 0
+def tree_cpu_ticks(pid: int) -> tuple[int, int]:
+    """CPU ticks used by the tree (live processes plus the children they have reaped).
+
+    :return: All ticks, and the system (kernel) part of them.
+    """
+    total = system = 0
     for p in process_tree(pid):
         if text := read_or_none(f"/proc/{p}/stat"):
             st = parse_proc_stat(text)
             total += st.cpu_ticks + st.children_cpu_ticks
-    return total
+            system += st.sys_ticks + st.children_sys_ticks
+    return total, system
 
 
 def tree_kib(pid: int, key: str) -> int:

@@ -18,6 +18,8 @@ class Sample:
     p99_us: float
     cpu_us_per_request: float
     errors: int
+    #: The system (kernel) part of ``cpu_us_per_request``: mostly socket reads and writes.
+    sys_us_per_request: float = float("nan")
 
 
 @dataclass
@@ -214,7 +216,7 @@ def render_markdown(results: Sequence[ServerResult], info: RunInfo) -> str:
                     r.server.name,
                     _fmt(r.median(sc.key, "rps"), ",.0f"),
                     _ms(p99),
-                    _fmt(cpu, ".1f"),
+                    f"{_fmt(cpu, '.1f')} ({_fmt(r.median(sc.key, 'sys_us_per_request'), '.1f')})",
                     _fmt(vs_raw, ".2f", "x"),
                     _fmt(r.peak_rss_kib / 1024 if r.peak_rss_kib else None, ".1f", " MiB"),
                     _fmt(ky_ratio, ".2f", "x"),
@@ -225,7 +227,7 @@ def render_markdown(results: Sequence[ServerResult], info: RunInfo) -> str:
             "server",
             "req/s",
             "p99",
-            "CPU µs/req",
+            "CPU µs/req (sys)",
             "CPU ÷ raw",
             "peak RSS",
             "Kyoukai ÷ this",
@@ -234,7 +236,10 @@ def render_markdown(results: Sequence[ServerResult], info: RunInfo) -> str:
         out += [f"## {sc.heading}", "", *_table(header, rows), ""]
 
     out += [
-        "Peak RSS is `VmHWM` of the server's process tree after the 64-connection scenarios.",
+        "CPU µs/req is the user and system time of the server's process tree per request; in "
+        "parentheses its system (kernel) part, mostly the socket reads and writes, which costs "
+        "every server about the same. Peak RSS is `VmHWM` of the server's process tree after "
+        "the 64-connection scenarios.",
         "",
         "## Idle keep-alive connections",
         "",

@@ -110,16 +110,19 @@ def measure(
     live: Live, sc: Scenario, round_no: int, opts: argparse.Namespace, script: Path
 ) -> None:
     """Run wrk for one scenario against one server and record the sample."""
-    before = tree_cpu_ticks(live.pid)
+    total_before, sys_before = tree_cpu_ticks(live.pid)
     url = f"http://{HOST}:{live.port}{sc.path}"
     res = run_wrk(wrk_argv(url, sc.connections, opts.duration, script), opts.duration)
-    ticks = tree_cpu_ticks(live.pid) - before
-    cpu_us = ticks * 1e6 / CLK_TCK / res.requests if res.requests else float("nan")
-    sample = Sample(round_no, res.rps, res.p99_us, cpu_us, res.errors)
+    total_after, sys_after = tree_cpu_ticks(live.pid)
+    us_per_tick = 1e6 / CLK_TCK / res.requests if res.requests else float("nan")
+    cpu_us = (total_after - total_before) * us_per_tick
+    sys_us = (sys_after - sys_before) * us_per_tick
+    sample = Sample(round_no, res.rps, res.p99_us, cpu_us, res.errors, sys_us)
     live.result.samples.setdefault(sc.key, []).append(sample)
     print(
         f"  {live.result.server.name:<20} {sc.label:<22} {res.rps:>9.0f} req/s  "
-        f"p99 {res.p99_us / 1e3:6.2f} ms  {cpu_us:6.1f} µs CPU/req  errors {res.errors}",
+        f"p99 {res.p99_us / 1e3:6.2f} ms  {cpu_us:5.1f} µs CPU/req ({sys_us:4.1f} sys)  "
+        f"errors {res.errors}",
         flush=True,
     )
 

@@ -98,6 +98,7 @@ def test_parse_proc_stat_handles_spaces_and_parentheses_in_the_name() -> None:
     text = "4242 (we (ird) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0"
     st = measure.parse_proc_stat(text)
     assert (st.ppid, st.cpu_ticks, st.children_cpu_ticks) == (17, 300, 10)
+    assert (st.sys_ticks, st.children_sys_ticks) == (50, 3)
 
 
 def test_parse_status_kib() -> None:
@@ -109,7 +110,8 @@ def test_parse_status_kib() -> None:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_proc_readers_see_this_process() -> None:
     assert os.getpid() in measure.process_tree(os.getpid())
-    assert measure.tree_cpu_ticks(os.getpid()) > 0
+    total, system = measure.tree_cpu_ticks(os.getpid())
+    assert total > 0 and 0 <= system <= total
     assert measure.tree_kib(os.getpid(), "VmHWM") > 0
 
 
