@@ -182,26 +182,6 @@ async def test_route_hooks_run_after_blueprint_hooks(app: TestKyoukai) -> None:
     assert order == ["bp pre", "route pre", "handler", "bp post", "route post"]
 
 
-async def test_reverse_hooks_reverses_blueprint_hooks(app: TestKyoukai) -> None:
-    order: list[str] = []
-
-    @app.root.before_request
-    async def first(ctx):
-        order.append("first")
-
-    @app.root.before_request
-    async def second(ctx):
-        order.append("second")
-
-    @app.route("/", reverse_hooks=True)
-    async def index(ctx):
-        order.append("handler")
-        return ""
-
-    await app.inject_request({}, "/")
-    assert order == ["second", "first", "handler"]
-
-
 async def test_should_invoke_hooks_false(app: TestKyoukai) -> None:
     order: list[str] = []
 
