@@ -85,17 +85,14 @@ def wrap_response(args: Any, response_class: type[Response] = Response) -> Respo
         if len(args) > 2 and args[2]:
             response.headers.update(args[2])
         return response
-    if isinstance(args, str):
-        if response_class is Response and _FAST_RESPONSES:
-            return _fast_response(args.encode(), _TEXT)
-        return response_class(args)
-    if isinstance(args, bytes):
-        if response_class is Response and _FAST_RESPONSES:
-            return _fast_response(args, _TEXT)
+    fast = response_class is Response and _FAST_RESPONSES
+    if isinstance(args, str | bytes):
+        if fast:
+            return _fast_response(args.encode() if isinstance(args, str) else args, _TEXT)
         return response_class(args)
     if isinstance(args, dict | list):
         body = _dumps(args)
-        if response_class is Response and _FAST_RESPONSES:
+        if fast:
             return _fast_response(body.encode(), _JSON)
         return response_class(body, content_type=_JSON)
     if args is None:

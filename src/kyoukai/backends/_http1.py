@@ -12,7 +12,6 @@ start a new request.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
@@ -23,7 +22,7 @@ from werkzeug.exceptions import InternalServerError
 from werkzeug.urls import iri_to_uri
 from werkzeug.wrappers import Response
 
-from kyoukai.wsgi import SERVER_HEADER
+from kyoukai.wsgi import SERVER_HEADER, check_header
 
 __all__ = [
     "STATUS_FOR",
@@ -82,8 +81,6 @@ _KINDS = {
 }
 _KINDS.update({name.title(): kind for name, kind in _KINDS.items()})
 _KINDS.update({"Content-Type": _OTHER, "Set-Cookie": _OTHER, "Cache-Control": _OTHER})
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_VALID_NAMES: set[str] = set()
 _ENVIRON_KEYS: dict[bytes, str] = {}
 #: Encoded lines of plain response headers already checked, by ``(name, value)``.
 _HEADER_LINES: dict[tuple[str, str], bytes] = {}
@@ -385,17 +382,13 @@ def render_head(
 
 def _header_line(name: str, value: str) -> bytes:
     """``name: value`` and CRLF as bytes, refusing what could split or corrupt the head."""
-    if name not in _VALID_NAMES:
-        if _TOKEN.fullmatch(name) is None:
-            raise ResponseHeadError(f"invalid header name {name!r}")
-        if len(_VALID_NAMES) < _CACHE_CAP:
-            _VALID_NAMES.add(name)
-    if "\r" in value or "\n" in value or "\0" in value:
-        raise ResponseHeadError("a header value contains CR, LF or NUL")
     try:
+        check_header(name, value)
         return f"{name}: {value}\r\n".encode("latin-1")
     except UnicodeEncodeError:
         raise ResponseHeadError("a header is not latin-1 text") from None
+    except ValueError as exc:
+        raise ResponseHeadError(str(exc)) from None
 
 
 def error_response(status: int, date_line: bytes, detail: str = "") -> bytes:
