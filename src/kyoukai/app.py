@@ -236,9 +236,35 @@ class Kyoukai:
         started = time.perf_counter() if log else 0.0
         ctx = self.context_class(parent_context, request)
         ctx.app = self
+        environ = ctx.environ
         token = ctx.activate()
         try:
-            response = await self._respond(ctx)
+            try:
+                route, params, rule = self._root.match(environ)
+            except RequestRedirect as redirect:
+                # Strict slashes: a temporary redirect keeps the method and body.
+                response = self.response_class(status=307, headers={"Location": redirect.new_url})
+            except MethodNotAllowed as exc:
+                response = self._method_not_allowed(ctx, exc)
+            else:
+                ctx.route, ctx.params, ctx.rule, ctx.bp = route, params, rule, route.bp
+                if self._on_matched.listeners:
+                    self._on_matched.dispatch(ctx=ctx)
+                if self._on_invoked.listeners:
+                    self._on_invoked.dispatch(ctx=ctx)
+                pre_hooks, post_hooks = route.resolved_hooks()
+                response = await route.invoke_function(ctx, pre_hooks, post_hooks, params)
+                if self._on_returned.listeners:
+                    self._on_returned.dispatch(ctx=ctx, result=response)
+        except HTTPException as exc:
+            ctx.exception = exc
+            logger.debug("HTTP exception in %s %s", request.method, request.path, exc_info=True)
+            response = await self.handle_httpexception(ctx, exc, environ)
+        except Exception as exc:
+            ctx.exception = exc
+            logger.exception("Unhandled exception in %s %s", request.method, request.path)
+            error = InternalServerError(original_exception=exc)
+            response = await self.handle_httpexception(ctx, error, environ)
         finally:
             torn_down = not ctx.deactivate(token) or await self._tear_down(ctx)
         if not torn_down:
@@ -258,38 +284,6 @@ class Kyoukai:
             logger.exception("Teardown of %s %s failed", ctx.request.method, ctx.request.path)
             return False
         return True
-
-    async def _respond(self, ctx: HTTPRequestContext) -> Response:
-        environ = ctx.environ
-        try:
-            try:
-                route, params, rule = self._root.match(environ)
-            except RequestRedirect as redirect:
-                # Strict slashes: a temporary redirect keeps the method and body.
-                return self.response_class(status=307, headers={"Location": redirect.new_url})
-            except MethodNotAllowed as exc:
-                return self._method_not_allowed(ctx, exc)
-            ctx.route, ctx.params, ctx.rule, ctx.bp = route, params, rule, route.bp
-            if self._on_matched.listeners:
-                self._on_matched.dispatch(ctx=ctx)
-            if self._on_invoked.listeners:
-                self._on_invoked.dispatch(ctx=ctx)
-            pre_hooks, post_hooks = route.resolved_hooks()
-            response = await route.invoke_function(ctx, pre_hooks, post_hooks, params)
-            if self._on_returned.listeners:
-                self._on_returned.dispatch(ctx=ctx, result=response)
-            return response
-        except HTTPException as exc:
-            ctx.exception = exc
-            logger.debug(
-                "HTTP exception in %s %s", ctx.request.method, ctx.request.path, exc_info=True
-            )
-            return await self.handle_httpexception(ctx, exc, environ)
-        except Exception as exc:
-            ctx.exception = exc
-            logger.exception("Unhandled exception in %s %s", ctx.request.method, ctx.request.path)
-            error = InternalServerError(original_exception=exc)
-            return await self.handle_httpexception(ctx, error, environ)
 
     def _method_not_allowed(self, ctx: HTTPRequestContext, exc: MethodNotAllowed) -> Response:
         allowed = sorted({*(exc.valid_methods or ()), "OPTIONS"})

@@ -76,7 +76,7 @@ class Blueprint(HookHolder):
         self._host_map: Map | None = None
         self._endpoints: dict[str, Route] = {}
         self._adapters: dict[tuple[str, str, str], tuple[MapAdapter, MapAdapter | None]] = {}
-        self._static_rules: dict[str, list[Rule]] = {}
+        self._static_rules: dict[str, list[tuple[Rule, Route]]] = {}
         self._match_cache: dict[tuple[str, str], tuple[Rule, dict[str, Any]]] = {}
         if parent is not None:
             parent.add_child(self)
@@ -365,7 +365,7 @@ class Blueprint(HookHolder):
             # above any dynamic rule matching the same path, so the answer is the same.
             for rule in self.map.iter_rules():
                 if _is_static(rule):
-                    self._static_rules.setdefault(rule.rule, []).append(rule)
+                    self._static_rules.setdefault(rule.rule, []).append((rule, _route_of(rule)))
         for bp in self.traverse_tree():
             bp.finalized = True
         return self.map
@@ -405,9 +405,9 @@ class Blueprint(HookHolder):
         method = environment.get("REQUEST_METHOD", "GET")
         static = self._static_rules.get(path)
         if static is not None:
-            for rule in static:
+            for rule, route in static:
                 if rule.methods is None or method in rule.methods:
-                    return _route_of(rule), {}, rule
+                    return route, {}, rule
         cached = self._match_cache.get((path, method))
         if cached is not None:
             return _route_of(cached[0]), dict(cached[1]), cached[0]

@@ -322,10 +322,13 @@ class Route(HookHolder):
                     )
                 _adopt_context(ctx, new_ctx)
                 ctx = new_ctx
-        kwargs = params
-        if self.do_argument_checking and kwargs:
-            kwargs = await self._convert_params(kwargs)
-        result = self._callable(ctx, *args, **kwargs)
+        if params:
+            kwargs = await self._convert_params(params) if self.do_argument_checking else params
+            result = self._callable(ctx, *args, **kwargs)
+        elif args:
+            result = self._callable(ctx, *args)
+        else:
+            result = self._callable(ctx)
         if self._is_async or inspect.isawaitable(result):
             result = await result
         response_class = ctx.app.response_class if ctx.app is not None else Response

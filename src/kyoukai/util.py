@@ -71,6 +71,11 @@ def wrap_response(args: Any, response_class: type[Response] = Response) -> Respo
     :param response_class: The response class to build new responses with.
     :raises TypeError: If a tuple has no elements or more than three.
     """
+    kind = type(args)
+    if kind is str or kind is bytes:  # the usual bodies first, by exact type
+        return _text_response(args, response_class)
+    if kind is dict or kind is list:
+        return _json_response(args, response_class)
     if isinstance(args, Response):
         return args
     if isinstance(args, tuple):
@@ -85,19 +90,26 @@ def wrap_response(args: Any, response_class: type[Response] = Response) -> Respo
         if len(args) > 2 and args[2]:
             response.headers.update(args[2])
         return response
-    fast = response_class is Response and _FAST_RESPONSES
     if isinstance(args, str | bytes):
-        if fast:
-            return _fast_response(args.encode() if isinstance(args, str) else args, _TEXT)
-        return response_class(args)
+        return _text_response(args, response_class)
     if isinstance(args, dict | list):
-        body = _dumps(args)
-        if fast:
-            return _fast_response(body.encode(), _JSON)
-        return response_class(body, content_type=_JSON)
+        return _json_response(args, response_class)
     if args is None:
         return response_class(status=204)
     return response_class(str(args))
+
+
+def _text_response(body: str | bytes, response_class: type[Response]) -> Response:
+    if response_class is Response and _FAST_RESPONSES:
+        return _fast_response(body.encode() if isinstance(body, str) else body, _TEXT)
+    return response_class(body)
+
+
+def _json_response(data: dict[Any, Any] | list[Any], response_class: type[Response]) -> Response:
+    body = _dumps(data)
+    if response_class is Response and _FAST_RESPONSES:
+        return _fast_response(body.encode(), _JSON)
+    return response_class(body, content_type=_JSON)
 
 
 _TEXT = "text/plain; charset=utf-8"

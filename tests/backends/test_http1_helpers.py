@@ -8,17 +8,21 @@ import zlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from werkzeug.wrappers import Request
 
+from kyoukai.backends import _http1
 from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._http1 import (
     STATUS_FOR,
     ProtocolError,
     ResponseHeadError,
+    build_environ,
     check_transfer_encoding,
     environ_key,
     error_response,
     parse_content_length,
     render_head,
+    request_factory,
     status_line,
 )
 from kyoukai.backends._settings import ServerSettings
@@ -133,6 +137,36 @@ def test_render_head_checks_each_value_of_a_header_seen_before() -> None:
     assert b"X-Tag: safe\r\n" in first
     with pytest.raises(ResponseHeadError):
         head(headers=[("X-Tag", "safe\r\nSet-Cookie: x=1")], body_length=0)
+
+
+def test_render_head_from_the_cache_has_the_current_date() -> None:
+    headers = [("Content-Type", "text/plain"), ("X-Cached", "yes")]
+    first, *framing = head(headers=headers, body_length=3)
+    later = b"Date: Fri, 02 Jan 2026 00:00:00 GMT\r\n"
+    again, *framing_again = render_head(
+        200, headers, later, keep_alive=True, http10=False, body_length=3
+    )
+    assert again == first.replace(DATE, later)
+    assert framing_again == framing
+
+
+def test_render_head_cache_tells_framing_apart() -> None:
+    headers = [("Content-Type", "text/plain")]
+    kept, *_ = head(headers=headers, body_length=3)
+    closed, _, keep_alive, _ = head(headers=headers, body_length=3, keep_alive=False)
+    old, *_ = head(headers=headers, body_length=3, http10=True)
+    assert b"Connection" not in kept
+    assert b"Connection: close\r\n" in closed and keep_alive is False
+    assert b"Connection: keep-alive\r\n" in old
+
+
+def test_render_head_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_http1, "_HEADS", {})
+    for n in range(_http1._CACHE_CAP + 10):
+        head(headers=[("Set-Cookie", f"session={n}")], body_length=0)
+    assert len(_http1._HEADS) <= _http1._CACHE_CAP
+    head(headers=[("X-Big", "x" * 2000)], body_length=0)
+    assert not any(len(prefix) > 2000 for prefix, *_ in _http1._HEADS.values())
 
 
 def test_status_line_for_unknown_and_invalid_codes() -> None:
@@ -330,3 +364,64 @@ def test_settings_are_frozen() -> None:
     settings = ServerSettings()
     with pytest.raises(AttributeError):
         settings.max_body_size = 1  # type: ignore[misc]
+
+
+# -- requests -------------------------------------------------------------------------------
+
+BASE_ENVIRON = {
+    "SCRIPT_NAME": "",
+    "SERVER_NAME": "127.0.0.1",
+    "SERVER_PORT": "4444",
+    "REMOTE_ADDR": "127.0.0.9",
+    "wsgi.url_scheme": "https",
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("GET", b"/"),
+        ("POST", b"/a/b?x=1&y=%20"),
+        ("GET", b"/caf%C3%A9/%2F?q=%C3%A9"),
+        ("GET", b"//double/slash"),
+        ("OPTIONS", b"*"),
+        ("M-SEARCH", b"/x"),
+        ("GET", b"/\xc3\xa9"),
+    ],
+)
+def test_request_factory_makes_what_werkzeug_makes(method: str, target: bytes) -> None:
+    environ, _, _ = build_environ(BASE_ENVIRON, method, "1.1", target, [(b"Host", b"h")])
+    made = request_factory(Request)(environ, ("127.0.0.1", 4444))
+    built = Request(dict(environ), populate_request=False)
+    for name in ("method", "scheme", "server", "root_path", "path", "query_string", "remote_addr"):
+        assert getattr(made, name) == getattr(built, name), name
+    assert made.environ is environ and made.shallow is False
+    assert made.url == built.url and made.args == built.args
+    assert dict(made.headers) == dict(built.headers) == {"Host": "h"}
+    assert "werkzeug.request" not in environ  # no request <-> environ reference cycle
+    assert _http1._FILLED_REQUESTS  # Werkzeug still builds requests the way this expects
+
+
+def test_request_factory_honours_a_root_path() -> None:
+    environ, _, _ = build_environ(BASE_ENVIRON, "GET", "1.1", b"/x", [(b"Host", b"h")])
+    environ["SCRIPT_NAME"] = "/app/"
+    made = request_factory(Request)(environ, ("127.0.0.1", 4444))
+    assert (made.root_path, made.path, made.url) == ("/app", "/x", "https://h/app/x")
+
+
+def test_request_factory_uses_a_custom_constructor() -> None:
+    seen: list[dict[str, object]] = []
+
+    class TracingRequest(Request):
+        def __init__(self, environ: dict[str, object]) -> None:
+            seen.append(environ)
+            super().__init__(environ)
+
+    class PlainSubclass(Request):
+        pass
+
+    environ, _, _ = build_environ(BASE_ENVIRON, "GET", "1.1", b"/", [(b"Host", b"h")])
+    assert type(request_factory(TracingRequest)(environ, None)) is TracingRequest
+    assert seen == [environ]
+    assert "werkzeug.request" not in environ  # the constructor's link is cut
+    assert type(request_factory(PlainSubclass)(environ, None)) is PlainSubclass

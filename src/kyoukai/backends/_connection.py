@@ -77,6 +77,8 @@ class Connection(asyncio.Protocol):
         self._settings = state.settings
         self._flow: FlowControl | None = None
         self._base_environ: dict[str, Any] = {}
+        #: ``(host, port)`` of the local end, as Werkzeug's ``Request.server`` has it.
+        self._server_address: tuple[str, int | None] | None = None
         self._stage = _IDLE
         self._pipeline: deque[Cycle] = deque()
         self._closed = False
@@ -111,6 +113,7 @@ class Connection(asyncio.Protocol):
             server_name, server_port = local[0], str(local[1])
         else:
             server_name, server_port = self.server_ip, str(self.server_port)
+        self._server_address = (server_name, int(server_port))
         self._base_environ = {
             "SCRIPT_NAME": "",
             "SERVER_NAME": server_name,

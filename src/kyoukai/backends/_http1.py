@@ -12,15 +12,17 @@ start a new request.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.utils import formatdate
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from werkzeug.datastructures import EnvironHeaders, Headers
 from werkzeug.exceptions import InternalServerError
 from werkzeug.urls import iri_to_uri
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from kyoukai.wsgi import SERVER_HEADER, check_header
 
@@ -32,10 +34,12 @@ __all__ = [
     "close_iter",
     "environ_key",
     "error_response",
+    "header_pairs",
     "http_date_line",
     "internal_error",
     "parse_content_length",
     "render_head",
+    "request_factory",
     "response_parts",
     "status_line",
 ]
@@ -84,7 +88,11 @@ _KINDS.update({"Content-Type": _OTHER, "Set-Cookie": _OTHER, "Cache-Control": _O
 _ENVIRON_KEYS: dict[bytes, str] = {}
 #: Encoded lines of plain response headers already checked, by ``(name, value)``.
 _HEADER_LINES: dict[tuple[str, str], bytes] = {}
+#: What _render_head made of a status, framing and header list seen before.
+_HEADS: dict[tuple[Any, ...], tuple[bytes, bool, bool, bool, int | None]] = {}
 _CACHE_CAP = 2048
+#: Longer heads are rendered each time, so that the cache stays within a few MiB.
+_CACHED_HEAD_MAX = 1024
 
 
 class ProtocolError(Exception):
@@ -217,6 +225,84 @@ def build_environ(
     return environ, transfer is not None, declared
 
 
+RequestFactory = Callable[[dict[str, Any], "tuple[str, int | None] | None"], Request]
+
+
+def request_factory(request_class: type[Request]) -> RequestFactory:
+    """How the server makes ``request_class`` objects: ``make(environ, server)``.
+
+    Werkzeug's constructor re-reads and re-decodes what :func:`build_environ` has just
+    written, and links the request from its environ: a reference cycle per request, left for
+    the cyclic garbage collector, whose full passes stall every connection for milliseconds
+    under load. Classes that keep Werkzeug's ``__init__`` are filled in directly from the
+    environ and the connection's ``(host, port)``: the same object as
+    ``request_class(environ, populate_request=False)`` (checked when this module is imported;
+    the constructor is used if Werkzeug's internals ever differ), at a third of the cost.
+    Other classes get their own constructor, and the link is cut after it.
+    """
+    if request_class.__init__ is Request.__init__ and _FILLED_REQUESTS:
+        return partial(_filled_request, request_class)
+
+    def construct(environ: dict[str, Any], server: tuple[str, int | None] | None) -> Request:
+        request = request_class(environ)
+        environ.pop("werkzeug.request", None)
+        return request
+
+    return construct
+
+
+_new = object.__new__
+
+
+def _filled_request(
+    request_class: type[Request], environ: dict[str, Any], server: tuple[str, int | None] | None
+) -> Request:
+    path = environ["PATH_INFO"]
+    if environ["SCRIPT_NAME"] or path[:1] != "/" or path[1:2] == "/" or not path.isascii():
+        # Werkzeug normalises these (a root path, "*", "//", non-ASCII): let it.
+        return request_class(environ, populate_request=False)
+    request = _new(request_class)
+    request.method = environ["REQUEST_METHOD"].upper()
+    request.scheme = environ["wsgi.url_scheme"]
+    request.server = server
+    request.root_path = ""
+    request.path = path
+    request.query_string = environ["QUERY_STRING"].encode("latin-1")
+    headers = _new(EnvironHeaders)
+    headers._list = []
+    headers.environ = environ
+    request.headers = headers
+    request.remote_addr = environ.get("REMOTE_ADDR")
+    request.environ = environ
+    request.shallow = False
+    return request
+
+
+def _same_request(first: Request, second: Request) -> bool:
+    return (
+        {**vars(first), "headers": None} == {**vars(second), "headers": None}
+        and type(first.headers) is type(second.headers)
+        and vars(first.headers) == vars(second.headers)
+    )
+
+
+_SAMPLE_ENVIRON = {
+    "REQUEST_METHOD": "GET",
+    "SCRIPT_NAME": "",
+    "PATH_INFO": "/a/b",
+    "QUERY_STRING": "x=1",
+    "SERVER_NAME": "127.0.0.1",
+    "SERVER_PORT": "80",
+    "REMOTE_ADDR": "127.0.0.2",
+    "wsgi.url_scheme": "http",
+    "HTTP_HOST": "example.com",
+}
+_FILLED_REQUESTS = _same_request(
+    _filled_request(Request, _SAMPLE_ENVIRON, ("127.0.0.1", 80)),
+    Request(_SAMPLE_ENVIRON, populate_request=False),
+)
+
+
 def origin_form(target: str, method: str) -> str:
     """Reduce a request target that is not a path to one, or refuse it.
 
@@ -234,19 +320,32 @@ def origin_form(target: str, method: str) -> str:
     raise ProtocolError("malformed request", "request target is not a path")
 
 
-def response_parts(response: Response, environ: dict[str, Any]) -> tuple[Any, bytes | None, Any]:
+def response_parts(
+    response: Response, environ: dict[str, Any], code: int
+) -> tuple[Any, bytes | None, Any]:
     """Take a response apart for writing: its headers, and its body in memory or as a stream.
 
     A body of bytes in memory (the common case) skips Werkzeug's ``get_wsgi_response``,
     whose remaining work (``Content-Length``, ``Location``) :func:`render_head` does anyway.
 
-    :return: ``(headers, body, stream)``: ``body`` is the whole body or ``None``; ``stream``
-        is then the WSGI app iterator, or the response's async iterable.
+    :param code: The response's status code.
+    :return: ``(headers, body, stream)``: ``headers`` is a sequence of ``(name, value)``;
+        ``body`` is the whole body or ``None``; ``stream`` is then the WSGI app iterator, or
+        the response's async iterable.
     """
     items: Any = response.response
-    if type(items) is list and response.status_code != 304 and _plain(response, items):
-        body = items[0] if len(items) == 1 else b"".join(items)
-        return response.headers, body, None
+    if (
+        type(items) is list
+        and code != 304
+        and response.automatically_set_content_length
+        and not response.autocorrect_location_header
+    ):
+        if len(items) == 1:
+            body = items[0]
+            if type(body) is bytes:
+                return header_pairs(response.headers), body, None
+        elif all(type(item) is bytes for item in items):
+            return header_pairs(response.headers), b"".join(items), None
     if hasattr(items, "__aiter__"):
         return response.get_wsgi_headers(environ).to_wsgi_list(), None, items
     app_iter, _, headers = response.get_wsgi_response(environ)
@@ -255,13 +354,21 @@ def response_parts(response: Response, environ: dict[str, Any]) -> tuple[Any, by
     return headers, None, app_iter
 
 
-def _plain(response: Response, items: list[Any]) -> bool:
-    if response.autocorrect_location_header or not response.automatically_set_content_length:
-        return False
-    for item in items:
-        if type(item) is not bytes:
-            return False
-    return True
+def header_pairs(headers: Headers) -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs of ``headers``, without copying them where possible."""
+    if _HEADERS_KEEP_PAIRS and type(headers) is Headers:
+        return headers._list
+    return headers.to_wsgi_list()
+
+
+def _headers_keep_pairs() -> bool:
+    """Whether Werkzeug's :class:`Headers` holds its pairs in a ``_list`` of tuples."""
+    headers = Headers([("A", "1")])
+    headers.add("B", "2")
+    return getattr(headers, "_list", None) == [("A", "1"), ("B", "2")]
+
+
+_HEADERS_KEEP_PAIRS = _headers_keep_pairs()
 
 
 def close_iter(stream: Any) -> None:
@@ -318,6 +425,28 @@ def render_head(
     :return: ``(head, chunked, keep_alive, content_length)``.
     :raises ResponseHeadError: If a header is unsafe or ``Content-Length`` is not a number.
     """
+    key = (code, keep_alive, http10, body_length, *headers)
+    rendered = _HEADS.get(key)
+    if rendered is None:
+        rendered = _render_head(code, key[4:], keep_alive, http10, body_length)  # type: ignore[arg-type]
+        if len(rendered[0]) <= _CACHED_HEAD_MAX:
+            if len(_HEADS) >= _CACHE_CAP:
+                _HEADS.clear()  # per-response values (cookies, ETags) must not crowd it out
+            _HEADS[key] = rendered
+    prefix, add_date, chunked, keep_alive, length = rendered
+    head = prefix + date_line + b"\r\n" if add_date else prefix + b"\r\n"
+    return head, chunked, keep_alive, length
+
+
+def _render_head(
+    code: int,
+    headers: tuple[tuple[str, str], ...],
+    keep_alive: bool,
+    http10: bool,
+    body_length: int | None,
+) -> tuple[bytes, bool, bool, bool, int | None]:
+    """The head without its ``Date`` line and final CRLF, whether ``Date`` is to be added,
+    and the framing: what :func:`render_head` caches."""
     parts: list[bytes] = [status_line(code)]
     content_length: int | None = None
     has_server = has_date = False
@@ -374,10 +503,7 @@ def render_head(
         parts.append(b"Connection: keep-alive\r\n")
     if not has_server:
         parts.append(_SERVER_LINE)
-    if not has_date:
-        parts.append(date_line)
-    parts.append(b"\r\n")
-    return b"".join(parts), chunked, keep_alive, content_length
+    return b"".join(parts), not has_date, chunked, keep_alive, content_length
 
 
 def _header_line(name: str, value: str) -> bytes:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httptools
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
@@ -48,6 +48,7 @@ from kyoukai.backends._http1 import (
     close_iter,
     internal_error,
     render_head,
+    request_factory,
     response_parts,
 )
 from kyoukai.backends._server import (
@@ -122,6 +123,7 @@ class KyoukaiProtocol(Connection):
         self.app = component.app
         #: The parent context of every request context.
         self.parent_context = parent_context
+        self._make_request = request_factory(self.app.request_class)
         #: The httptools parser; it calls the ``on_*`` methods.
         self.parser = httptools.HttpRequestParser(self)
         settings = state.settings
@@ -138,7 +140,8 @@ class KyoukaiProtocol(Connection):
         self._unparsed: bytes | None = None
         self._continue_pending = False
         self._requests_seen = 0
-        # Per-request parsing state, reset by on_message_begin.
+        # Per-request parsing state: the head's is reset by on_message_begin, the body's by
+        # _finish_body when there was one.
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._environ: dict[str, Any] | None = None
@@ -251,12 +254,6 @@ class KyoukaiProtocol(Connection):
         self._stage = _HEAD
         self._url = b""
         self._headers = []
-        self._body = None
-        self._body_size = 0
-        self._chunked = False
-        self._decoder = None
-        self._trailers = 0
-        self._quiet = 0
         if self._requests_seen:
             # Later heads are due within request_timeout of their first byte.
             self._deadline = self._state.clock + self._settings.request_timeout
@@ -353,17 +350,12 @@ class KyoukaiProtocol(Connection):
         processing the request."""
         environ = self._environ
         assert environ is not None
-        parts = self._body
-        body = b"".join(parts) if parts is not None else b""
-        if self._decoder is not None:
-            self._decoder.finish()
-            del environ["HTTP_CONTENT_ENCODING"]
-            environ["CONTENT_LENGTH"] = str(len(body))
-        if self._chunked:
-            del environ["HTTP_TRANSFER_ENCODING"]
-            environ["CONTENT_LENGTH"] = str(len(body))
+        if self._body is None and self._decoder is None and not self._chunked:
+            body = b""  # the usual GET
+        else:
+            body = self._finish_body(environ)
         environ["wsgi.input"] = io.BytesIO(body)
-        self._environ = self._body = None
+        self._environ = None
         self._continue_pending = False
         keep_alive = self.parser.should_keep_alive() and not self._state.closing
         cycle = Cycle(environ, keep_alive, environ["SERVER_PROTOCOL"] == "HTTP/1.0")
@@ -376,6 +368,26 @@ class KyoukaiProtocol(Connection):
             # invariant: reading pauses only for a full pipeline
             self._queue_paused = True
             self._flow.pause_reading()
+
+    def _finish_body(self, environ: dict[str, Any]) -> bytes:
+        """Join the body read, finish decoding it, and reset the body state for the next
+        request. A decoded or de-chunked body gets its real ``Content-Length``."""
+        parts = self._body
+        body = b"".join(parts) if parts is not None else b""
+        if self._decoder is not None:
+            self._decoder.finish()
+            del environ["HTTP_CONTENT_ENCODING"]
+            environ["CONTENT_LENGTH"] = str(len(body))
+        if self._chunked:
+            del environ["HTTP_TRANSFER_ENCODING"]
+            environ["CONTENT_LENGTH"] = str(len(body))
+        self._body = None
+        self._body_size = 0
+        self._chunked = False
+        self._decoder = None
+        self._trailers = 0
+        self._quiet = 0
+        return body
 
     def handle_parser_exception(self, exc: Exception) -> None:
         """Handles an exception when parsing.
@@ -395,7 +407,7 @@ class KyoukaiProtocol(Connection):
         environ = cycle.environ
         assert environ is not None
         try:
-            request = self.app.request_class(environ)
+            request = self._make_request(environ, self._server_address)
             timeout = self._settings.handler_timeout
             if timeout is None:
                 response = await self.app.process_request(request, self.parent_context)
@@ -411,55 +423,53 @@ class KyoukaiProtocol(Connection):
         except Exception:
             logger.exception("Error handling %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"])
             response = InternalServerError().get_response(environ)
-        finally:
-            # Werkzeug links the request from its environ: a reference cycle per request,
-            # left for the cyclic garbage collector, whose full passes stall every
-            # connection for milliseconds under load. Cut it once the handler is done.
-            environ.pop("werkzeug.request", None)
         cycle.response = response
-        if self._pipeline and self._pipeline[0] is cycle:  # invariant: request order
-            try:
-                await self._write_pipeline()
-            except (asyncio.CancelledError, ClientGone):
-                pass
-
-    async def _write_pipeline(self) -> None:
         pipeline = self._pipeline
+        if pipeline and pipeline[0] is cycle:  # invariant: request order
+            job = self._write_ready()
+            if job is not None:
+                try:
+                    await self._write_rest(job)
+                except (asyncio.CancelledError, ClientGone):
+                    pass
+
+    def _write_ready(self) -> _StreamJob | Literal[True] | None:
+        """Write the responses at the head of the pipeline that are in memory, in order.
+
+        Stops at a response still being made (its own task writes it), or at one that needs
+        awaiting, which it returns: a streamed body's job, or ``True`` to wait for the client
+        to drain the write buffer first. When the pipeline empties, it resumes reading and
+        sets the keep-alive deadline.
+        """
+        pipeline = self._pipeline
+        flow = self._flow
         while pipeline and not self._closed:
+            if flow is not None and flow.write_paused:
+                return True
             cycle = pipeline[0]
             if cycle.raw is not None:
                 self._write_refusal(cycle.raw)
-                return
+                return None
             if cycle.response is None:
-                return  # its own task writes it when the handler returns
+                return None
             result = self._write_response(cycle)
-            if type(result) is bool:
-                keep_alive = result
-            else:
-                head, stream, chunked, length, keep_alive = result
-                assert self.transport is not None and self._flow is not None
-                self.transport.write(head)
-                ok = await write_stream(
-                    self.transport, self._flow, stream, chunked=chunked, length=length
-                )
-                keep_alive = keep_alive and ok
+            if type(result) is not bool:
+                return result
             pipeline.popleft()
-            if self._flow is not None and self._flow.write_paused:
-                await self._flow.drain()
-            if not keep_alive:
+            if not result:
                 self._close()
-                return
+                return None
         if self._closed:
-            return
+            return None
         if self._queue_paused and len(pipeline) < self._max_queue:
             self._queue_paused = False
-            assert self._flow is not None
-            self._flow.resume_reading()
+            assert flow is not None
+            flow.resume_reading()
             if self._unparsed is not None:
                 data, self._unparsed = self._unparsed, None
                 self.data_received(data)
         if pipeline:
-            return
+            return None
         if self._continue_pending:
             self._continue_pending = False
             self._raw_write(_CONTINUE)
@@ -468,6 +478,26 @@ class KyoukaiProtocol(Connection):
                 self._close()
             else:
                 self._deadline = self._state.clock + self._settings.keep_alive_timeout
+        return None
+
+    async def _write_rest(self, job: _StreamJob | Literal[True] | None) -> None:
+        """Finish what :meth:`_write_ready` could not: streamed bodies and full buffers."""
+        while job is not None:
+            flow = self._flow
+            assert self.transport is not None and flow is not None
+            if job is True:
+                await flow.drain()
+            else:
+                head, stream, chunked, length, keep_alive = job
+                self.transport.write(head)
+                ok = await write_stream(
+                    self.transport, flow, stream, chunked=chunked, length=length
+                )
+                self._pipeline.popleft()
+                if not (keep_alive and ok):
+                    self._close()
+                    return
+            job = self._write_ready()
 
     def _write_response(self, cycle: Cycle) -> bool | _StreamJob:
         """Write one response; return whether the connection stays open after it.
@@ -481,7 +511,7 @@ class KyoukaiProtocol(Connection):
         code = response.status_code
         stream: Any = None
         try:
-            headers, body, stream = response_parts(response, environ)
+            headers, body, stream = response_parts(response, environ, code)
             no_body = environ["REQUEST_METHOD"] == "HEAD" or code < 200 or code in (204, 304)
             head, chunked, keep_alive, length = render_head(
                 code,
