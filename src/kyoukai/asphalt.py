@@ -10,6 +10,7 @@ reachable from handlers, and resources added during a request are torn down when
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import ssl
@@ -64,30 +65,41 @@ class HTTPRequestContext(Context):
     :param request: The request being handled.
     """
 
+    #: The :class:`~kyoukai.app.Kyoukai` application handling the request.
+    app: Kyoukai | None = None
+    #: The matched :class:`~kyoukai.route.Route`, or ``None`` if nothing matched.
+    route: Route | None = None
+    #: The blueprint of the matched route.
+    bp: Blueprint | None = None
+    #: The matched Werkzeug :class:`~werkzeug.routing.Rule`.
+    rule: Rule | None = None
+    #: The exception that escaped the handler or a hook, if any (the response is then an
+    #: error response); teardown callbacks see it.
+    exception: BaseException | None = None
+
     def __init__(self, parent: Context | None, request: Request) -> None:
-        # Asphalt 4.12 deprecates Context(parent); build a parentless context, then link it.
-        super().__init__()
-        self._parent = parent
+        if _LEAN_CONTEXTS:
+            # Exactly what Context.__init__ sets (checked below, at import), without its
+            # current-context lookup: this runs for every request.
+            self._parent = parent
+            self._state = ContextState.open
+            self._resources = {}
+            self._resource_factories = {}
+            self._resource_factories_by_context_attr = {}
+            self._teardown_callbacks = []
+        else:
+            # Asphalt 4.12 deprecates Context(parent); build a parentless context, link it.
+            super().__init__()
+            self._parent = parent
         environ = request.environ
-        #: The :class:`~kyoukai.app.Kyoukai` application handling the request.
-        self.app: Kyoukai | None = None
         #: The request being handled.
         self.request = request
         #: The path parameters the route matched with (also set for error handlers).
         self.params: Mapping[str, Any] = {}
-        #: The matched :class:`~kyoukai.route.Route`, or ``None`` if nothing matched.
-        self.route: Route | None = None
-        #: The blueprint of the matched route.
-        self.bp: Blueprint | None = None
-        #: The matched Werkzeug :class:`~werkzeug.routing.Rule`.
-        self.rule: Rule | None = None
         #: The WSGI environ of the request.
         self.environ: dict[str, Any] = environ
         #: The protocol object of the connection (``None`` under the test client).
         self.proto: Any = environ.get(PROTOCOL_ENVIRON_KEY)
-        #: The exception that escaped the handler or a hook, if any (the response is then
-        #: an error response); teardown callbacks see it.
-        self.exception: BaseException | None = None
 
     def activate(self) -> Token[Context | None]:
         """Make this the current context (for ``asphalt.core.current_context()``)."""
@@ -115,6 +127,22 @@ class HTTPRequestContext(Context):
         if self.app is None:
             raise RuntimeError("this context is not attached to an application")
         return self.app.url_for(self.environ, endpoint, method=method, **kwargs)
+
+
+def _lean_contexts_match() -> bool:
+    """Whether a new Asphalt context holds exactly what HTTPRequestContext sets directly."""
+    blank = contextvars.Context().run(Context)  # no current context: no parent
+    return vars(blank) == {
+        "_parent": None,
+        "_state": ContextState.open,
+        "_resources": {},
+        "_resource_factories": {},
+        "_resource_factories_by_context_attr": {},
+        "_teardown_callbacks": [],
+    }
+
+
+_LEAN_CONTEXTS = _lean_contexts_match()
 
 
 class ConnectionMadeEvent(Event):

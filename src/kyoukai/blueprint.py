@@ -77,7 +77,7 @@ class Blueprint(HookHolder):
         self._endpoints: dict[str, Route] = {}
         self._adapters: dict[tuple[str, str, str], tuple[MapAdapter, MapAdapter | None]] = {}
         self._static_rules: dict[str, list[tuple[Rule, Route]]] = {}
-        self._match_cache: dict[tuple[str, str], tuple[Rule, dict[str, Any]]] = {}
+        self._match_cache: dict[tuple[str, str], tuple[Route, dict[str, Any], Rule]] = {}
         if parent is not None:
             parent.add_child(self)
 
@@ -410,7 +410,8 @@ class Blueprint(HookHolder):
                     return route, {}, rule
         cached = self._match_cache.get((path, method))
         if cached is not None:
-            return _route_of(cached[0]), dict(cached[1]), cached[0]
+            route, params, rule = cached
+            return route, params.copy(), rule  # a copy: handlers may change theirs
         adapter, host_adapter = self._bind(environment)
         query = environment.get("QUERY_STRING", "")
         host_methods: list[str] = []
@@ -438,7 +439,7 @@ class Blueprint(HookHolder):
         if host_adapter is None and _has_pure_converters(rule):
             if len(self._match_cache) >= MATCH_CACHE_SIZE:
                 self._match_cache.clear()
-            self._match_cache[(path, method)] = (rule, dict(params))
+            self._match_cache[(path, method)] = (_route_of(rule), dict(params), rule)
         return _route_of(rule), params, rule
 
     def url_for(

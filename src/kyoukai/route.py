@@ -255,8 +255,6 @@ class Route(HookHolder):
     async def _convert_params(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         """Convert parameters to the handler's annotations; a failure is a 400."""
         converters = self._get_signature().converters
-        if not converters:
-            return params
         converted = dict(params)
         for name, converter in converters.items():
             if name not in converted:
@@ -323,7 +321,9 @@ class Route(HookHolder):
                 _adopt_context(ctx, new_ctx)
                 ctx = new_ctx
         if params:
-            kwargs = await self._convert_params(params) if self.do_argument_checking else params
+            kwargs = params
+            if self.do_argument_checking and self._get_signature().converters:
+                kwargs = await self._convert_params(params)
             result = self._callable(ctx, *args, **kwargs)
         elif args:
             result = self._callable(ctx, *args)

@@ -88,10 +88,10 @@ _KINDS.update({"Content-Type": _OTHER, "Set-Cookie": _OTHER, "Cache-Control": _O
 _ENVIRON_KEYS: dict[bytes, str] = {}
 #: Encoded lines of plain response headers already checked, by ``(name, value)``.
 _HEADER_LINES: dict[tuple[str, str], bytes] = {}
-#: What _render_head made of a status, framing and header list seen before.
-_HEADS: dict[tuple[Any, ...], tuple[bytes, bool, bool, bool, int | None]] = {}
+#: Heads rendered before, by status, framing, ``Date`` line and header list.
+_HEADS: dict[tuple[Any, ...], tuple[bytes, bool, bool, int | None]] = {}
 _CACHE_CAP = 2048
-#: Longer heads are rendered each time, so that the cache stays within a few MiB.
+#: Longer heads are rendered each time, so that the head cache stays within a few MiB.
 _CACHED_HEAD_MAX = 1024
 
 
@@ -402,7 +402,6 @@ def render_head(
     code: int,
     headers: Iterable[tuple[str, str]],
     date_line: bytes,
-    *,
     keep_alive: bool,
     http10: bool,
     body_length: int | None,
@@ -425,28 +424,28 @@ def render_head(
     :return: ``(head, chunked, keep_alive, content_length)``.
     :raises ResponseHeadError: If a header is unsafe or ``Content-Length`` is not a number.
     """
-    key = (code, keep_alive, http10, body_length, *headers)
+    key = (code, keep_alive, http10, body_length, date_line, *headers)
     rendered = _HEADS.get(key)
     if rendered is None:
-        rendered = _render_head(code, key[4:], keep_alive, http10, body_length)  # type: ignore[arg-type]
+        rendered = _render_head(code, key[5:], date_line, keep_alive, http10, body_length)  # type: ignore[arg-type]
         if len(rendered[0]) <= _CACHED_HEAD_MAX:
             if len(_HEADS) >= _CACHE_CAP:
-                _HEADS.clear()  # per-response values (cookies, ETags) must not crowd it out
+                # Heads of past seconds, and per-response values (cookies, ETags), must not
+                # grow it without bound.
+                _HEADS.clear()
             _HEADS[key] = rendered
-    prefix, add_date, chunked, keep_alive, length = rendered
-    head = prefix + date_line + b"\r\n" if add_date else prefix + b"\r\n"
-    return head, chunked, keep_alive, length
+    return rendered
 
 
 def _render_head(
     code: int,
     headers: tuple[tuple[str, str], ...],
+    date_line: bytes,
     keep_alive: bool,
     http10: bool,
     body_length: int | None,
-) -> tuple[bytes, bool, bool, bool, int | None]:
-    """The head without its ``Date`` line and final CRLF, whether ``Date`` is to be added,
-    and the framing: what :func:`render_head` caches."""
+) -> tuple[bytes, bool, bool, int | None]:
+    """:func:`render_head` without its cache."""
     parts: list[bytes] = [status_line(code)]
     content_length: int | None = None
     has_server = has_date = False
@@ -503,7 +502,10 @@ def _render_head(
         parts.append(b"Connection: keep-alive\r\n")
     if not has_server:
         parts.append(_SERVER_LINE)
-    return b"".join(parts), not has_date, chunked, keep_alive, content_length
+    if not has_date:
+        parts.append(date_line)
+    parts.append(b"\r\n")
+    return b"".join(parts), chunked, keep_alive, content_length
 
 
 def _header_line(name: str, value: str) -> bytes:

@@ -517,9 +517,9 @@ class KyoukaiProtocol(Connection):
                 code,
                 headers,
                 self._state.date_line,
-                keep_alive=keep_alive,
-                http10=cycle.http10,
-                body_length=None if body is None or no_body else len(body),
+                keep_alive,
+                cycle.http10,
+                None if body is None or no_body else len(body),
             )
         except Exception as exc:
             if isinstance(exc, ResponseHeadError):
