@@ -236,7 +236,7 @@ class Kyoukai:
         started = time.perf_counter() if log else 0.0
         ctx = self.context_class(parent_context, request)
         ctx.app = self
-        environ = ctx.environ
+        environ = request.environ
         token = ctx.activate()
         try:
             try:

@@ -410,8 +410,8 @@ class Blueprint(HookHolder):
                     return route, {}, rule
         cached = self._match_cache.get((path, method))
         if cached is not None:
-            route, params, rule = cached
-            return route, params.copy(), rule  # a copy: handlers may change theirs
+            cached_route, cached_params, cached_rule = cached
+            return cached_route, cached_params.copy(), cached_rule  # handlers may change theirs
         adapter, host_adapter = self._bind(environment)
         query = environment.get("QUERY_STRING", "")
         host_methods: list[str] = []

@@ -331,7 +331,8 @@ class Route(HookHolder):
             result = self._callable(ctx)
         if self._is_async or inspect.isawaitable(result):
             result = await result
-        response_class = ctx.app.response_class if ctx.app is not None else Response
+        app = ctx.app
+        response_class = app.response_class if app is not None else Response
         response = wrap_response(result, response_class)
         if default_status is not None and _is_bare_body(result):
             response.status_code = default_status

@@ -34,7 +34,6 @@ __all__ = [
     "close_iter",
     "environ_key",
     "error_response",
-    "header_pairs",
     "http_date_line",
     "internal_error",
     "parse_content_length",
@@ -340,29 +339,25 @@ def response_parts(
         and response.automatically_set_content_length
         and not response.autocorrect_location_header
     ):
+        headers = response.headers
+        pairs: Any = headers._list if _HEADERS_KEEP_PAIRS and type(headers) is Headers else headers
         if len(items) == 1:
             body = items[0]
             if type(body) is bytes:
-                return header_pairs(response.headers), body, None
+                return pairs, body, None
         elif all(type(item) is bytes for item in items):
-            return header_pairs(response.headers), b"".join(items), None
+            return pairs, b"".join(items), None
     if hasattr(items, "__aiter__"):
         return response.get_wsgi_headers(environ).to_wsgi_list(), None, items
-    app_iter, _, headers = response.get_wsgi_response(environ)
+    app_iter, _, wsgi_headers = response.get_wsgi_response(environ)
     if response.is_sequence:
-        return headers, b"".join(app_iter), None
-    return headers, None, app_iter
-
-
-def header_pairs(headers: Headers) -> list[tuple[str, str]]:
-    """The ``(name, value)`` pairs of ``headers``, without copying them where possible."""
-    if _HEADERS_KEEP_PAIRS and type(headers) is Headers:
-        return headers._list
-    return headers.to_wsgi_list()
+        return wsgi_headers, b"".join(app_iter), None
+    return wsgi_headers, None, app_iter
 
 
 def _headers_keep_pairs() -> bool:
-    """Whether Werkzeug's :class:`Headers` holds its pairs in a ``_list`` of tuples."""
+    """Whether Werkzeug's :class:`Headers` holds its pairs in a ``_list`` of tuples (then
+    :func:`response_parts` hands that list over instead of copying it)."""
     headers = Headers([("A", "1")])
     headers.add("B", "2")
     return getattr(headers, "_list", None) == [("A", "1"), ("B", "2")]
