@@ -38,5 +38,6 @@ format: $(STAMP)
 bench:
 	bash bench/setup.sh && bench/.venv/bin/python bench/run.py $(BENCH_ARGS)
 
+## clean: remove both virtualenvs (the project's and the benchmark's) and the tool caches
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) bench/.venv .pytest_cache .mypy_cache .ruff_cache

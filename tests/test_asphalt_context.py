@@ -36,6 +36,26 @@ async def test_construction_with_parent_and_request() -> None:
         await ctx.close()
 
 
+def test_construction_sets_what_asphalt_sets() -> None:
+    # The context's own state is set without Context.__init__ where Asphalt's is known.
+    from kyoukai import asphalt
+
+    assert asphalt._LEAN_CONTEXTS
+    parent = Context()
+    ctx = HTTPRequestContext(parent, make_request())
+    plain = Context()
+    own = {name: value for name, value in vars(ctx).items() if name in vars(plain)}
+    assert own == {**vars(plain), "_parent": parent}
+    assert (ctx.app, ctx.route, ctx.bp, ctx.rule, ctx.exception, ctx.params) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+        {},
+    )
+
+
 async def test_construction_sees_parent_resources() -> None:
     async with Context() as parent:
         parent.add_resource(Database("parent db"))
