@@ -50,6 +50,10 @@ __all__ = [
     "RouteReturnedEvent",
 ]
 
+# Enum members looked up once: reading them off the class costs more than the rest of
+# setting up a request context.
+_OPEN, _CLOSED = ContextState.open, ContextState.closed
+
 #: The environ key under which a server backend puts its protocol object.
 PROTOCOL_ENVIRON_KEY = "kyoukai.protocol"
 
@@ -82,7 +86,7 @@ class HTTPRequestContext(Context):
             # Exactly what Context.__init__ sets (checked below, at import), without its
             # current-context lookup: this runs for every request.
             self._parent = parent
-            self._state = ContextState.open
+            self._state = _OPEN
             self._resources = {}
             self._resource_factories = {}
             self._resource_factories_by_context_attr = {}
@@ -115,7 +119,7 @@ class HTTPRequestContext(Context):
         _current_context.reset(token)
         if self._teardown_callbacks:
             return True
-        self._state = ContextState.closed
+        self._state = _CLOSED
         return False
 
     def url_for(self, endpoint: str, *, method: str | None = None, **kwargs: Any) -> str:

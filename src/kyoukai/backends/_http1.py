@@ -85,6 +85,8 @@ _KINDS = {
 _KINDS.update({name.title(): kind for name, kind in _KINDS.items()})
 _KINDS.update({"Content-Type": _OTHER, "Set-Cookie": _OTHER, "Cache-Control": _OTHER})
 _ENVIRON_KEYS: dict[bytes, str] = {}
+#: ``SERVER_PROTOCOL`` for each HTTP version the server speaks, as httptools reports it.
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 #: Encoded lines of plain response headers already checked, by ``(name, value)``.
 _HEADER_LINES: dict[tuple[str, str], bytes] = {}
 #: Heads rendered before, by status, framing, ``Date`` line and header list.
@@ -191,7 +193,8 @@ def build_environ(
     :return: ``(environ, chunked, declared_length)``.
     :raises ProtocolError: 400, 501 or 505 as the rules say.
     """
-    if version != "1.1" and version != "1.0":
+    protocol = _PROTOCOLS.get(version)
+    if protocol is None:
         if version.startswith("0."):
             raise ProtocolError("malformed request", f"HTTP/{version}")
         raise ProtocolError("unsupported HTTP version", f"HTTP/{version}")
@@ -201,9 +204,12 @@ def build_environ(
     environ = base.copy()
     environ["REQUEST_METHOD"] = method
     environ["REQUEST_URI"] = environ["RAW_URI"] = path
-    path, _, environ["QUERY_STRING"] = path.partition("?")
+    if "?" in path:
+        path, _, environ["QUERY_STRING"] = path.partition("?")
+    else:
+        environ["QUERY_STRING"] = ""
     environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
-    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if version == "1.1" else "HTTP/1.0"
+    environ["SERVER_PROTOCOL"] = protocol
     keys = _ENVIRON_KEYS
     for name, raw in headers:
         key = keys.get(name) or environ_key(name)
@@ -214,7 +220,7 @@ def build_environ(
             environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
         else:
             environ[key] = value
-    if version == "1.1" and "HTTP_HOST" not in environ:
+    if "HTTP_HOST" not in environ and version == "1.1":
         raise ProtocolError("malformed request", "HTTP/1.1 request without Host")
     transfer = environ.get("HTTP_TRANSFER_ENCODING")
     if transfer is not None:
