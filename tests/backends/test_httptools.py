@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import gzip
 import json
 import re
 import zlib
+from typing import Any
 
 import httpx
 import pytest
@@ -77,6 +79,28 @@ async def test_requests_leave_no_reference_cycles(server: KyoukaiServer) -> None
             gc.set_debug(0)
             gc.garbage.clear()
     assert leftovers == []
+
+
+async def test_request_tasks_come_from_the_loops_task_factory(server: KyoukaiServer) -> None:
+    loop = asyncio.get_running_loop()
+    made: list[asyncio.Task[object]] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Task[object]:
+        task = asyncio.Task(coro, loop=loop, **options)
+        made.append(task)
+        return task
+
+    async with await RawClient.connect(server.port) as client:
+        await client.send(SIMPLE_GET)
+        assert (await client.read_response()).body == b"hello"
+        assert made == []  # no factory: tasks are made directly
+        loop.set_task_factory(factory)
+        try:
+            await client.send(SIMPLE_GET)
+            assert (await client.read_response()).body == b"hello"
+        finally:
+            loop.set_task_factory(None)
+    assert len(made) == 1
 
 
 async def test_pipelined_responses_keep_request_order(server: KyoukaiServer) -> None:

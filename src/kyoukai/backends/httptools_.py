@@ -78,6 +78,8 @@ logger = logging.getLogger("kyoukai")
 PARSE_SLICE = 16 * 1024
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: The name of every request's task (asyncio would format a new one per task).
+_TASK_NAME = "kyoukai request"
 _IDLE, _HEAD, _BODY, _DONE = Stage.IDLE, Stage.HEAD, Stage.BODY, Stage.DONE
 
 
@@ -363,7 +365,12 @@ class KyoukaiProtocol(Connection):
         self._stage = _IDLE if keep_alive else _DONE
         pipeline = self._pipeline
         pipeline.append(cycle)
-        cycle.task = self.loop.create_task(self._handle(cycle))
+        loop = self.loop
+        if loop.get_task_factory() is None:
+            # What create_task would do, less its wrapper and the per-task name formatting.
+            cycle.task = asyncio.Task(self._handle(cycle), loop=loop, name=_TASK_NAME)
+        else:
+            cycle.task = loop.create_task(self._handle(cycle))
         if len(pipeline) >= self._max_queue and self._flow is not None:
             # invariant: reading pauses only for a full pipeline
             self._queue_paused = True
