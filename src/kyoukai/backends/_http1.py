@@ -428,7 +428,7 @@ def render_head(
     key = (code, keep_alive, http10, body_length, date_line, *headers)
     rendered = _HEADS.get(key)
     if rendered is None:
-        rendered = _render_head(code, key[5:], date_line, keep_alive, http10, body_length)  # type: ignore[arg-type]
+        rendered = _render_head(code, key[5:], date_line, keep_alive, http10, body_length)
         if len(rendered[0]) <= _CACHED_HEAD_MAX:
             if len(_HEADS) >= _CACHE_CAP:
                 # Heads of past seconds, and per-response values (cookies, ETags), must not
@@ -440,13 +440,13 @@ def render_head(
 
 def _render_head(
     code: int,
-    headers: tuple[tuple[str, str], ...],
+    headers: tuple[Any, ...],
     date_line: bytes,
     keep_alive: bool,
     http10: bool,
     body_length: int | None,
 ) -> tuple[bytes, bool, bool, int | None]:
-    """:func:`render_head` without its cache."""
+    """:func:`render_head` without its cache (``headers`` as the tuple of its cache key)."""
     parts: list[bytes] = [status_line(code)]
     content_length: int | None = None
     has_server = has_date = False
