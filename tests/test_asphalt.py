@@ -224,7 +224,8 @@ async def test_get_protocol_builds_the_http1_protocol(app: Kyoukai) -> None:
 
 
 def test_every_configuration_key_is_documented() -> None:
-    from kyoukai.asphalt import COMPONENT_KEYS, SSL_KEYS
+    from kyoukai._component import COMPONENT_KEYS
+    from kyoukai._config import SSL_KEYS
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "asphalt.md").read_text()
     for key in [*COMPONENT_KEYS, *SSL_KEYS, *ServerSettings.field_names()]:

@@ -38,9 +38,9 @@ async def test_construction_with_parent_and_request() -> None:
 
 def test_construction_sets_what_asphalt_sets() -> None:
     # The context's own state is set without Context.__init__ where Asphalt's is known.
-    from kyoukai import asphalt
+    from kyoukai import _context
 
-    assert asphalt._LEAN_CONTEXTS
+    assert _context._LEAN_CONTEXTS
     parent = Context()
     ctx = HTTPRequestContext(parent, make_request())
     plain = Context()

@@ -72,7 +72,8 @@ def test_formatted_response_bytes() -> None:
 def test_formatted_response_joins_a_stream() -> None:
     response = Response(iter([b"a", b"b"]), headers={"Date": "now"})
     data = get_formatted_response(response, environ())
-    assert data.endswith(b"Content-Length: 2\r\n\r\nab")
+    assert b"\r\nContent-Length: 2\r\n" in data
+    assert data.endswith(b"\r\n\r\nab")
     assert b"Transfer-Encoding" not in data
 
 
@@ -92,7 +93,15 @@ def test_formatted_bodyless_status(code: int) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("X-A", "a\x00b"), ("Bad Name", "x"), ("X-A", "a\rb"), ("X:Y", "x")],
+    [
+        ("X-A", "a\x00b"),
+        ("Bad Name", "x"),
+        ("X-A", "a\rb"),
+        ("X:Y", "x"),
+        ("X-Bad", "a\x07b"),
+        ("X-Bad", "a\x7fb"),
+        ("X-Bad", "a\x1bb"),
+    ],
 )
 def test_unsafe_headers_are_refused(name: str, value: str) -> None:
     with pytest.raises(ValueError):
@@ -101,3 +110,17 @@ def test_unsafe_headers_are_refused(name: str, value: str) -> None:
     response.headers._list.append((name, value))
     with pytest.raises(ValueError):
         get_formatted_response(response, environ())
+
+
+@pytest.mark.parametrize("value", ["a\tb", "caf\xe9", "a b ~"])
+def test_tabs_spaces_and_obs_text_are_allowed_in_header_values(value: str) -> None:
+    check_header("X-Fine", value)
+
+
+def test_formatted_response_uses_the_server_head_serialiser() -> None:
+    # One serialiser: the same head the built-in server writes for this response.
+    from kyoukai._head import render_head
+
+    response = Response("hi", headers={"Date": "now"})
+    head, _, _, _ = render_head(200, response.headers.to_wsgi_list(), b"", True, False, 2)
+    assert get_formatted_response(response, environ()) == head + b"hi"

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "3.0.0.dev0"
-
+from kyoukai._version import __version__ as __version__
 from kyoukai.app import Kyoukai as Kyoukai
 from kyoukai.asphalt import HTTPRequestContext as HTTPRequestContext
 from kyoukai.asphalt import KyoukaiComponent as KyoukaiComponent

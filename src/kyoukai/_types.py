@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 if TYPE_CHECKING:
     from werkzeug.wrappers import Response
 
-    from kyoukai.asphalt import HTTPRequestContext
+    from kyoukai._context import HTTPRequestContext
 
 #: A route handler: ``handler(ctx, **params)``, a coroutine function or a plain function.
 Handler = Callable[..., Any]

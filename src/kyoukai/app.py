@@ -17,8 +17,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAll
 from werkzeug.routing import Map, RequestRedirect
 from werkzeug.wrappers import Request, Response
 
-from kyoukai._types import F, Handler
-from kyoukai.asphalt import (
+from kyoukai._context import (
     ConnectionLostEvent,
     ConnectionMadeEvent,
     HTTPRequestContext,
@@ -26,11 +25,12 @@ from kyoukai.asphalt import (
     RouteMatchedEvent,
     RouteReturnedEvent,
 )
+from kyoukai._types import F, Handler
 from kyoukai.blueprint import Blueprint
 from kyoukai.route import DEFAULT_METHODS, Route
 
 if TYPE_CHECKING:
-    from kyoukai.backends.httptools_ import KyoukaiServer
+    from kyoukai.backends._server import KyoukaiServer
     from kyoukai.routegroup import RouteGroup
 
 __all__ = ["Kyoukai"]
@@ -358,7 +358,7 @@ class Kyoukai:
         :param server_options: Server settings (limits, timeouts, ``ssl``); see the server
             documentation.
         """
-        from kyoukai.backends.httptools_ import run_server
+        from kyoukai.backends._server import run_server
 
         run_server(self, ip, port, component=component, **server_options)
 
@@ -380,7 +380,7 @@ class Kyoukai:
         :param server_options: Server settings (limits, timeouts, ``ssl``).
         :return: The server handle; ``await handle.stop()`` shuts it down gracefully.
         """
-        from kyoukai.backends.httptools_ import start_server
+        from kyoukai.backends._server import start_server
 
         return await start_server(
             self, ip, port, component=component, base_context=base_context, **server_options

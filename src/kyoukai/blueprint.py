@@ -22,7 +22,10 @@ from kyoukai.route import DEFAULT_METHODS, Route
 if TYPE_CHECKING:
     from kyoukai.routegroup import RouteGroup
 
-__all__ = ["Blueprint"]
+__all__ = ["Blueprint", "get_rg_bp"]
+
+#: The attribute of a route group instance that holds its blueprint.
+ROUTE_GROUP_ATTRIBUTE = "_route_group_bp"
 
 #: How many bound map adapters (one per host and scheme) the root keeps before starting over.
 ADAPTER_CACHE_SIZE = 128
@@ -220,8 +223,6 @@ class Blueprint(HookHolder):
             ``args`` and ``kwargs``.
         :return: The group's blueprint.
         """
-        from kyoukai.routegroup import get_rg_bp
-
         if isinstance(group, type):
             group = group(*args, **kwargs)
         return self.add_child(get_rg_bp(group))
@@ -479,6 +480,20 @@ class Blueprint(HookHolder):
             except BuildError:
                 continue
         return adapter.build(endpoint, kwargs, candidates[-1], force_external=force_external)
+
+
+def get_rg_bp(group: RouteGroup) -> Blueprint:
+    """The blueprint built for the route group instance ``group``.
+
+    Its public path is :func:`kyoukai.routegroup.get_rg_bp`; it lives here so that blueprints
+    can mount route groups without importing them.
+
+    :raises TypeError: If ``group`` is not a route group instance.
+    """
+    bp = getattr(group, ROUTE_GROUP_ATTRIBUTE, None)
+    if not isinstance(bp, Blueprint):
+        raise TypeError(f"{group!r} is not a route group instance")
+    return bp
 
 
 _RULE_ARGUMENT = re.compile(r"<(?:[^<>]*:)?([A-Za-z_][A-Za-z0-9_]*)>")

@@ -11,9 +11,9 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.routing import Rule, Submount
 from werkzeug.wrappers import Response
 
+from kyoukai._context import HTTPRequestContext
 from kyoukai._hooks import HookHolder, check_hook_type
 from kyoukai._types import Handler, HookType
-from kyoukai.asphalt import HTTPRequestContext
 from kyoukai.util import wrap_response
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import Any
 
 from kyoukai._hooks import check_hook_type
 from kyoukai._types import F
-from kyoukai.blueprint import Blueprint
+from kyoukai.blueprint import ROUTE_GROUP_ATTRIBUTE, Blueprint, get_rg_bp
 from kyoukai.route import DEFAULT_METHODS, Route
 
 __all__ = [
@@ -28,16 +28,6 @@ __all__ = [
     "hook",
     "route",
 ]
-
-_BLUEPRINT_ATTRIBUTE = "_route_group_bp"
-
-
-def get_rg_bp(group: RouteGroup) -> Blueprint:
-    """The blueprint built for the route group instance ``group``."""
-    try:
-        return getattr(group, _BLUEPRINT_ATTRIBUTE)  # type: ignore[no-any-return]
-    except AttributeError:
-        raise TypeError(f"{group!r} is not a route group instance") from None
 
 
 class RouteGroupType(type):
@@ -91,7 +81,7 @@ class RouteGroupType(type):
                     bp.add_errorhandler(handler, startcode, endcode, step)
             elif kind == "hook":
                 bp.add_hook(member.hook_type, bound)
-        setattr(obb, _BLUEPRINT_ATTRIBUTE, bp)
+        setattr(obb, ROUTE_GROUP_ATTRIBUTE, bp)
 
 
 class RouteGroup(metaclass=RouteGroupType):

@@ -11,7 +11,7 @@ import uvloop
 from werkzeug.wrappers import Response
 
 from kyoukai import HTTPRequestContext, Kyoukai
-from kyoukai.backends.httptools_ import KyoukaiServer
+from kyoukai.backends._server import KyoukaiServer
 
 
 def pytest_asyncio_loop_factories(
@@ -141,6 +141,10 @@ def build_app(gates: Gates) -> Kyoukai:
         response = Response("x")
         if kind == "nul":
             response.headers["X-Evil"] = "a\x00b"
+        elif kind == "bel":
+            response.headers["X-Evil"] = "a\x07b"
+        elif kind == "del":
+            response.headers["X-Evil"] = "a\x7fb"
         elif kind == "crlf":
             # Werkzeug refuses CR/LF in values on assignment; a buggy handler can still
             # smuggle one in through the raw list.

@@ -10,22 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.wrappers import Request
 
-from kyoukai.backends import _http1
+from kyoukai import _head, wsgi
+from kyoukai._head import ResponseHeadError, error_response, render_head, status_line
 from kyoukai.backends._decode import ContentDecoder
+from kyoukai.backends._http1 import build_request_environ as build_environ
 from kyoukai.backends._http1 import (
-    STATUS_FOR,
-    ProtocolError,
-    ResponseHeadError,
-    build_environ,
     check_transfer_encoding,
-    environ_key,
-    error_response,
     parse_content_length,
-    render_head,
-    request_factory,
-    status_line,
 )
-from kyoukai.backends._settings import ServerSettings
+from kyoukai.backends._settings import STATUS_FOR, ProtocolError, ServerSettings
+from kyoukai.wsgi import environ_key, request_factory
 
 DATE = b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
 SERVER = b"Server: Kyoukai/3.0.0.dev0\r\n"
@@ -161,12 +155,12 @@ def test_render_head_cache_tells_framing_apart() -> None:
 
 
 def test_render_head_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_http1, "_HEADS", {})
-    for n in range(_http1._CACHE_CAP + 10):
+    monkeypatch.setattr(_head, "_HEADS", {})
+    for n in range(_head._CACHE_CAP + 10):
         head(headers=[("Set-Cookie", f"session={n}")], body_length=0)
-    assert len(_http1._HEADS) <= _http1._CACHE_CAP
+    assert len(_head._HEADS) <= _head._CACHE_CAP
     head(headers=[("X-Big", "x" * 2000)], body_length=0)
-    assert not any(len(prefix) > 2000 for prefix, *_ in _http1._HEADS.values())
+    assert not any(len(prefix) > 2000 for prefix, *_ in _head._HEADS.values())
 
 
 def test_status_line_for_unknown_and_invalid_codes() -> None:
@@ -399,7 +393,7 @@ def test_request_factory_makes_what_werkzeug_makes(method: str, target: bytes) -
     assert made.url == built.url and made.args == built.args
     assert dict(made.headers) == dict(built.headers) == {"Host": "h"}
     assert "werkzeug.request" not in environ  # no request <-> environ reference cycle
-    assert _http1._FILLED_REQUESTS  # Werkzeug still builds requests the way this expects
+    assert wsgi._FILLED_REQUESTS  # Werkzeug still builds requests the way this expects
 
 
 def test_request_factory_honours_a_root_path() -> None:

@@ -23,7 +23,7 @@ from helpers import (
     SIMPLE_GET,
     RawClient,
 )
-from kyoukai.backends.httptools_ import KyoukaiServer
+from kyoukai.backends._server import KyoukaiServer
 
 DATE = re.compile(rb"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT")
 
@@ -302,7 +302,7 @@ async def test_handler_exception_gets_500_and_connection_survives(server: Kyouka
         assert (await client.read_response()).body == b"hello"
 
 
-@pytest.mark.parametrize("kind", ["nul", "crlf", "name"])
+@pytest.mark.parametrize("kind", ["nul", "bel", "del", "crlf", "name"])
 async def test_unsafe_response_header_is_refused_with_500(server: KyoukaiServer, kind: str) -> None:
     async with await RawClient.connect(server.port) as client:
         await client.send(f"GET /bad-header/{kind} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -442,7 +442,10 @@ async def test_large_in_memory_body_reaches_slow_reader(start, server_app) -> No
         assert (await client.read_response()).body == b"hello"
 
 
-async def test_wrong_content_length_from_handler_ends_connection(start, server_app) -> None:
+async def test_body_longer_than_its_content_length_gets_500_and_close(
+    start, server_app, caplog
+) -> None:
+    # PEP 3333: never more than declared; "lo" would be read as the next response.
     @server_app.route("/liar")
     async def liar(ctx) -> Response:
         response = Response(b"hello")
@@ -451,8 +454,49 @@ async def test_wrong_content_length_from_handler_ends_connection(start, server_a
 
     server = await start()
     async with await RawClient.connect(server.port) as client:
-        await client.send(b"GET /liar HTTP/1.1\r\nHost: x\r\n\r\n")
+        await client.send(b"GET /liar HTTP/1.1\r\nHost: x\r\n\r\n" + SIMPLE_GET)
         response = await client.read_response()
-        assert response.header("content-length") == "3"
-        assert response.body == b"hel"
-        assert await client.read_until_closed() == b"lo"
+        assert response.status_line == b"HTTP/1.1 500 Internal Server Error"
+        assert response.header("connection") == "close"
+        assert await client.read_until_closed() == b""
+    errors = [r for r in caplog.records if "longer than its Content-Length" in r.getMessage()]
+    assert len(errors) == 1
+
+
+async def test_streamed_body_longer_than_its_content_length_is_cut_and_closed(
+    start, server_app, caplog
+) -> None:
+    @server_app.route("/stream-liar")
+    async def stream_liar(ctx) -> Response:
+        async def pieces():
+            yield b"hel"
+            yield b"lo world"
+
+        response = Response(pieces())
+        response.headers["Content-Length"] = "5"
+        return response
+
+    server = await start()
+    async with await RawClient.connect(server.port) as client:
+        await client.send(b"GET /stream-liar HTTP/1.1\r\nHost: x\r\n\r\n" + SIMPLE_GET)
+        response = await client.read_response()
+        assert response.header("content-length") == "5"
+        assert response.body == b"hello"
+        assert await client.read_until_closed() == b""
+    errors = [r for r in caplog.records if "longer than its Content-Length" in r.getMessage()]
+    assert len(errors) == 1
+
+
+async def test_body_shorter_than_its_content_length_ends_connection(start, server_app) -> None:
+    @server_app.route("/short")
+    async def short(ctx) -> Response:
+        response = Response(b"hel")
+        response.headers["Content-Length"] = "5"
+        return response
+
+    server = await start()
+    async with await RawClient.connect(server.port) as client:
+        await client.send(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
+        _, headers = await client.read_head()
+        assert (b"Content-Length", b"5") in headers
+        assert await client.read_until_closed() == b"hel"

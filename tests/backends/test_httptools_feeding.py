@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from werkzeug.wrappers import Request, Response
 
 from kyoukai import Kyoukai
-from kyoukai.backends._server import ServerState, _Holder
+from kyoukai.backends._server import _Holder
 from kyoukai.backends._settings import ServerSettings
+from kyoukai.backends._state import ServerState
 from kyoukai.backends.httptools_ import KyoukaiProtocol
 
 PIPELINE = (
@@ -90,7 +91,9 @@ def make_protocol(**options: Any) -> tuple[KyoukaiProtocol, FakeTransport, Recor
     server_settings = ServerSettings(**options)
     context = Context()
     state = ServerState(app, server_settings, context)
-    protocol = KyoukaiProtocol(_Holder(app, server_settings), context, "10.0.0.2", 80, state=state)
+    protocol = KyoukaiProtocol(
+        _Holder(app, server_settings, None), context, "10.0.0.2", 80, state=state
+    )
     transport = FakeTransport()
     protocol.connection_made(transport)
     return protocol, transport, app

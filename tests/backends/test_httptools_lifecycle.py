@@ -13,9 +13,9 @@ import pytest
 from asphalt.core import Context
 
 from helpers import SIMPLE_GET, RawClient
-from kyoukai.backends._server import ServerState
+from kyoukai.backends._server import KyoukaiServer
 from kyoukai.backends._settings import ServerSettings
-from kyoukai.backends.httptools_ import KyoukaiProtocol, KyoukaiServer
+from kyoukai.backends.httptools_ import KyoukaiProtocol
 
 
 def only_connection(server: KyoukaiServer) -> KyoukaiProtocol:
@@ -239,9 +239,13 @@ async def test_protocol_built_from_a_component_alone(server_app) -> None:
     server_app.finalize()
     context = Context()
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(
-        lambda: KyoukaiProtocol(component, context, "127.0.0.1", 0), "127.0.0.1", 0
-    )
+    protocols: list[KyoukaiProtocol] = []
+
+    def make() -> KyoukaiProtocol:
+        protocols.append(KyoukaiProtocol(component, context, "127.0.0.1", 0))
+        return protocols[-1]
+
+    listener = await loop.create_server(make, "127.0.0.1", 0)
     try:
         port = listener.sockets[0].getsockname()[1]
         async with await RawClient.connect(port) as client:
@@ -249,7 +253,8 @@ async def test_protocol_built_from_a_component_alone(server_app) -> None:
             assert (await client.read_response()).body == b"hello"
     finally:
         listener.close()
-        ServerState.for_component(component, context).stop_ticking()
+        for protocol in protocols:
+            protocol.abort()
 
 
 async def test_cancelled_serve_forever_stops_the_server(start) -> None:

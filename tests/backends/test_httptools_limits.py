@@ -8,7 +8,7 @@ import gzip
 import pytest
 
 from helpers import SIMPLE_GET, RawClient
-from kyoukai.backends.httptools_ import KyoukaiServer
+from kyoukai.backends._server import KyoukaiServer
 
 
 async def refused(client: RawClient, request: bytes) -> bytes:

@@ -1,27 +1,24 @@
-"""One connection of the built-in server: its transport, back-pressure, deadlines, shutdown.
+"""The transport side of a server connection, whatever protocol it speaks.
 
-:class:`Connection` is the part of :class:`~kyoukai.backends.httptools_.KyoukaiProtocol` that
-does not depend on how requests are parsed: it sets up the transport and the constant part of
-every environ, keeps the per-connection deadlines the server's timer checks, refuses requests
-(one response, then a lingering close), and takes part in graceful shutdown.
+:class:`Connection` is what every protocol of the built-in server inherits: it sets up the
+transport (buffer limits, back-pressure, the constant part of every environ), registers with
+the server's shared state, dispatches the connection events, drops a client that stops
+reading (the write deadline), closes with a lingering close after a refusal, and takes part
+in graceful shutdown. How requests are read and answered — and so the read deadline, what
+is in flight, and how to refuse — is the protocol's: the methods marked so below.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-from collections import deque
 from typing import Any, cast
 
-from werkzeug.wrappers import Response
-
+from kyoukai._context import PROTOCOL_ENVIRON_KEY
 from kyoukai.backends._flow import FlowControl
-from kyoukai.backends._http1 import ProtocolError, error_response
-from kyoukai.backends._server import ServerState
-from kyoukai.wsgi import get_formatted_response
+from kyoukai.backends._state import ServerState
 
-__all__ = ["LINGER_SECONDS", "Connection", "Cycle", "Stage"]
+__all__ = ["LINGER_SECONDS", "Connection"]
 
 logger = logging.getLogger("kyoukai")
 
@@ -30,36 +27,8 @@ logger = logging.getLogger("kyoukai")
 LINGER_SECONDS = 2.0
 
 
-class Stage(enum.Enum):
-    """Where the connection is in reading the current request."""
-
-    IDLE = "idle"  #: between requests: nothing of the next one has arrived
-    HEAD = "head"  #: request line and headers arriving
-    BODY = "body"  #: head parsed, body (or trailers) arriving
-    DONE = "done"  #: no further request will be read (close pending, or lingering)
-
-
-_IDLE, _HEAD, _BODY, _DONE = Stage.IDLE, Stage.HEAD, Stage.BODY, Stage.DONE
-
-
-class Cycle:
-    """One request on the connection, from its parsed head to its written response."""
-
-    __slots__ = ("environ", "http10", "keep_alive", "raw", "response", "task")
-
-    def __init__(self, environ: dict[str, Any] | None, keep_alive: bool, http10: bool) -> None:
-        self.environ = environ
-        self.keep_alive = keep_alive
-        self.http10 = http10
-        #: The application's response, once the handler has returned.
-        self.response: Response | None = None
-        #: Bytes to send instead of a response (a refusal); always the last on the connection.
-        self.raw: bytes | None = None
-        self.task: asyncio.Task[None] | None = None
-
-
 class Connection(asyncio.Protocol):
-    """The transport side of a server connection; subclasses parse and answer requests.
+    """The transport side of a server connection; subclasses read and answer requests.
 
     :param state: The shared state of the server.
     :param server_ip: The address the server listens on.
@@ -79,13 +48,35 @@ class Connection(asyncio.Protocol):
         self._base_environ: dict[str, Any] = {}
         #: ``(host, port)`` of the local end, as Werkzeug's ``Request.server`` has it.
         self._server_address: tuple[str, int | None] | None = None
-        self._stage = _IDLE
-        self._pipeline: deque[Cycle] = deque()
         self._closed = False
-        #: Read deadline (loop time) for the current stage; 0 means none.
+        #: Read deadline (loop time), checked by the server's timer; 0 means none.
         self._deadline = 0.0
         self._write_deadline = 0.0
         self._write_buffered = 0
+
+    # -- what each protocol provides ----------------------------------------------------------
+
+    def refusal(self, status: int, detail: str) -> bytes:
+        """The bytes that refuse the connection with ``status`` before a request was read."""
+        raise NotImplementedError
+
+    def read_deadline_passed(self, now: float) -> None:
+        """Called by the server's timer once the read deadline (:attr:`_deadline`) passed."""
+        raise NotImplementedError
+
+    def stop_reading_requests(self) -> None:
+        """Read no further request on this connection (its transport goes elsewhere)."""
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Begin a graceful close: idle connections close now, busy ones when done."""
+        raise NotImplementedError
+
+    def pending_tasks(self) -> list[asyncio.Task[None]]:
+        """The handler tasks of this connection that have not finished."""
+        raise NotImplementedError
+
+    # -- the transport ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Called when a connection is made via asyncio.
@@ -97,12 +88,11 @@ class Connection(asyncio.Protocol):
         state = self._state
         if len(state.connections) >= self._settings.max_connections:
             logger.warning("Refusing a connection: %d are open", len(state.connections))
-            transport.write(error_response(503, state.date_line, "too many connections"))
+            transport.write(self.refusal(503, "too many connections"))
             self._closed = True
-            self._stage = _DONE
             transport.close()
             return
-        state.connections.add(self)
+        state.add(self)
         self._flow = FlowControl(transport)
         high = self._settings.write_buffer_size
         transport.set_write_buffer_limits(high, high // 4)
@@ -127,11 +117,10 @@ class Connection(asyncio.Protocol):
             "wsgi.multiprocess": False,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
-            "kyoukai.protocol": self,
+            PROTOCOL_ENVIRON_KEY: self,
         }
-        # The head of the first request is due within request_timeout of the accept.
-        self._deadline = state.clock + self._settings.request_timeout
-        state.ensure_ticking()
+        # The first request is due within request_timeout of the accept.
+        self._deadline = state.deadline(self._settings.request_timeout)
         signal = state.made_signal
         if signal is not None and signal.listeners:
             signal.dispatch(protocol=self)
@@ -141,69 +130,26 @@ class Connection(asyncio.Protocol):
         if self._closed and self._flow is None:
             return
         self._closed = True
-        self._stage = _DONE
         self._state.forget(self)
         if self._flow is not None:
             self._flow.release()
-        for cycle in self._pipeline:
-            if cycle.task is not None and not cycle.task.done():
-                cycle.task.cancel()
+        for task in self.pending_tasks():
+            task.cancel()
         signal = self._state.lost_signal
         if signal is not None and signal.listeners:
             signal.dispatch(protocol=self)
-
-    def eof_received(self) -> bool:
-        """Called when the client half-closes; the connection then closes.
-
-        A FIN looks the same whether the client half-closed or went away, and clients that
-        half-close and still wait for a response are rare, so it counts as a disconnect:
-        handlers still running are cancelled instead of working for nobody.
-        """
-        self._stage = _DONE
-        return False
 
     def pause_writing(self) -> None:
         """Called when the transport's buffer goes over the high-water mark."""
         assert self._flow is not None and self.transport is not None
         self._flow.pause_writing()
-        self._write_deadline = self._state.clock + self._settings.write_timeout
+        self._write_deadline = self._state.deadline(self._settings.write_timeout)
         self._write_buffered = self.transport.get_write_buffer_size()
 
     def resume_writing(self) -> None:
         """Called when the transport's buffer drains below the low-water mark."""
         assert self._flow is not None
         self._flow.resume_writing()
-
-    def refuse(self, exc: Exception) -> None:
-        """Answer a request that will not reach the application, then close.
-
-        The status is the one the problem maps to (400 for anything else); the answer waits
-        for earlier responses on the connection.
-
-        :param exc: What is wrong with the request.
-        """
-        if self._stage is _DONE or self._closed:
-            return
-        status = exc.status if isinstance(exc, ProtocolError) else 400  # invariant: one status
-        detail = exc.problem if isinstance(exc, ProtocolError) else "malformed request"
-        logger.debug("Refusing a request with %d: %s", status, exc)
-        self._stage = _DONE
-        cycle = Cycle(None, False, False)
-        cycle.raw = error_response(status, self._state.date_line, detail)
-        self._pipeline.append(cycle)
-        if len(self._pipeline) == 1:
-            self._write_refusal(cycle.raw)
-
-    def write_response(self, response: Response, fake_environ: dict[str, Any]) -> None:
-        """Writes a Werkzeug response to the transport, whole, outside the request pipeline.
-
-        For responses the server did not get from the application (a streamed body is joined
-        first); requests answered by the application never need this.
-
-        :param response: The response to write.
-        :param fake_environ: The environ of the request it answers.
-        """
-        self.write(get_formatted_response(response, fake_environ))
 
     def write(self, data: bytes) -> None:
         """Writes data to the transport, unless the connection is closed."""
@@ -222,8 +168,8 @@ class Connection(asyncio.Protocol):
         if transport is None:
             raise RuntimeError("replace() needs a connection: call it after connection_made()")
         protocol = other(*args, **kwargs)
-        self._stage = _DONE
         self._closed = True
+        self.stop_reading_requests()
         self._state.forget(self)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -237,13 +183,12 @@ class Connection(asyncio.Protocol):
         if not self._closed and self.transport is not None:
             self.transport.write(data)
 
-    def _write_refusal(self, data: bytes) -> None:
-        """Send a refusal and close, letting the client read it before the socket goes."""
+    def _linger(self, data: bytes) -> None:
+        """Send a last response and close, letting the client read it before the socket goes."""
         transport = self.transport
         if self._closed or transport is None:
             return
         transport.write(data)
-        self._stage = _DONE
         if transport.can_write_eof():
             # Lingering close: stop writing, drop whatever still arrives, close on EOF or soon.
             transport.write_eof()
@@ -256,8 +201,8 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def check_deadlines(self, now: float) -> None:
-        """Close this connection if a read or write deadline has passed (called by the server
-        about once a second)."""
+        """Close this connection if a read or write deadline has passed (called by the
+        server's timer)."""
         flow = self._flow
         transport = self.transport
         if flow is None or transport is None or self._closed:
@@ -272,34 +217,8 @@ class Connection(asyncio.Protocol):
                 transport.abort()
                 return
         deadline = self._deadline
-        if not deadline or now < deadline:
-            return
-        stage = self._stage
-        if stage is _DONE:
-            if not self._pipeline or self._pipeline[0].raw is not None:
-                self._close()  # lingering ended
-            return
-        if self._pipeline:
-            return  # a response is owed; the client is waiting on us, not the reverse
-        if stage is _HEAD:
-            self.refuse(ProtocolError("request head timeout"))
-        elif stage is _BODY:
-            self.refuse(ProtocolError("request body timeout"))
-        else:
-            self._close()  # idle keep-alive, or a client that never sent a byte
-
-    def shutdown(self) -> None:
-        """Begin a graceful close: idle connections close now, busy ones after their response."""
-        if self._closed:
-            return
-        if not self._pipeline and self._stage is _IDLE:
-            self._close()
-        elif self._pipeline:
-            self._pipeline[-1].keep_alive = False
-
-    def pending_tasks(self) -> list[asyncio.Task[None]]:
-        """The handler tasks of this connection that have not finished."""
-        return [c.task for c in self._pipeline if c.task is not None and not c.task.done()]
+        if deadline and now >= deadline:
+            self.read_deadline_passed(now)
 
     def abort(self) -> None:
         """Close at once, cancelling any handler still running."""

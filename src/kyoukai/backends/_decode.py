@@ -1,14 +1,15 @@
 """Bounded decoding of request bodies sent with ``Content-Encoding``.
 
-Like :mod:`kyoukai.backends._http1`, this does no I/O: bytes in, bytes out, and a
-:class:`~kyoukai.backends._http1.ProtocolError` when the body must be refused.
+This does no I/O: bytes in, bytes out, and a
+:class:`~kyoukai.backends._settings.ProtocolError` when the body must be refused. Every
+protocol decodes through it, so a body is bounded the same way whatever carried it.
 """
 
 from __future__ import annotations
 
 import zlib
 
-from kyoukai.backends._http1 import ProtocolError
+from kyoukai.backends._settings import ProtocolError
 
 __all__ = ["ContentDecoder"]
 
@@ -16,9 +17,10 @@ __all__ = ["ContentDecoder"]
 class _Inflater:
     """One ``gzip`` or ``deflate`` stage whose output never exceeds a byte budget."""
 
-    __slots__ = ("_gzip", "_obj", "_pending")
+    __slots__ = ("_coding", "_gzip", "_obj", "_pending")
 
     def __init__(self, coding: str) -> None:
+        self._coding = coding
         self._gzip = coding != "deflate"
         self._obj: zlib._Decompress | None = zlib.decompressobj(31) if self._gzip else None
         self._pending = b""
@@ -57,11 +59,13 @@ class _Inflater:
                         # A multi-member gzip body: each member is decoded under the budget.
                         obj = self._obj = zlib.decompressobj(31)
                     elif data:
-                        raise ProtocolError("malformed request", "data after deflate stream")
+                        raise ProtocolError("undecodable body", "data after the deflate stream")
                 else:
                     data = obj.unconsumed_tail
         except zlib.error as exc:
-            raise ProtocolError("malformed request", f"undecodable body: {exc}") from None
+            raise ProtocolError(
+                "undecodable body", f"the {self._coding} data is corrupt ({exc})"
+            ) from None
         return b"".join(out)
 
     @property
@@ -119,4 +123,4 @@ class ContentDecoder:
         """Check that every coded stream ended; a truncated body is a 400."""
         for stage in self._stages:
             if not stage.complete:
-                raise ProtocolError("malformed request", "truncated compressed body")
+                raise ProtocolError("undecodable body", "the compressed body is truncated")

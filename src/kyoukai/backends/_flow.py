@@ -1,4 +1,4 @@
-"""Read and write back-pressure for one connection, and writing a streamed body under it.
+"""Read and write back-pressure for one connection, and pulling a streamed body under it.
 
 Pausing and resuming reading are idempotent, so callers need not track who paused. Writers
 await :meth:`FlowControl.drain` only while the transport says its buffer is over the
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncGenerator
 from typing import Any
 
-__all__ = ["ClientGone", "FlowControl", "write_stream"]
+__all__ = ["ClientGone", "FlowControl", "iter_body", "write_stream"]
 
 logger = logging.getLogger("kyoukai")
 
@@ -77,6 +78,35 @@ class FlowControl:
         self._writable.set()
 
 
+async def iter_body(stream: Any) -> AsyncGenerator[bytes, None]:
+    """Yield the non-empty pieces of a streamed response body, as bytes, then close it.
+
+    The one way every protocol pulls a body: HTTP/1.1 frames the pieces, HTTP/2 cuts them into
+    DATA frames, ASGI sends them as messages. ``stream`` is a WSGI app iterator (closed with
+    ``close()``, as PEP 3333 requires) or an async iterable of ``bytes`` or ``str`` (closed
+    with ``aclose()``). Closing this generator closes the stream, wherever it stopped.
+    """
+    if hasattr(stream, "__aiter__"):
+        try:
+            async for item in stream:
+                data = item.encode() if isinstance(item, str) else bytes(item)
+                if data:
+                    yield data
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+    else:
+        try:
+            for data in stream:
+                if data:
+                    yield data
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+
 async def write_stream(
     transport: asyncio.Transport,
     flow: FlowControl,
@@ -85,11 +115,13 @@ async def write_stream(
     chunked: bool,
     length: int | None,
 ) -> bool:
-    """Write a streamed body, pulling the next piece only while the client keeps up.
+    """Write a streamed body as HTTP/1.1, pulling the next piece only while the client keeps up.
 
-    The stream is closed in every case (``close()`` for a WSGI iterator, ``aclose()`` for an
-    async generator). If it fails half way, the connection is aborted: the head is already
-    out, and a truncated body must not look complete to the client.
+    The stream is closed in every case. If it fails half way, the connection is aborted: the
+    head is already out, and a truncated body must not look complete to the client. A body
+    longer than its ``Content-Length`` is cut at that length (:pep:`3333`: never send more
+    than declared; the excess would be read as the next response) and logged as the
+    application's error.
 
     :param stream: A WSGI app iterator, or an async iterable of ``bytes`` or ``str``.
     :param chunked: Whether to frame the pieces with chunked transfer coding.
@@ -98,23 +130,21 @@ async def write_stream(
     :raises ClientGone: If the client goes away meanwhile.
     """
     sent = 0
-    is_async = hasattr(stream, "__aiter__")
+    body = iter_body(stream)
     try:
-        if is_async:
-            async for item in stream:
-                data = item.encode() if isinstance(item, str) else bytes(item)
-                if data:
-                    sent += len(data)
-                    _write_piece(transport, flow, data, chunked)
-                    if flow.write_paused:
-                        await flow.drain()
-        else:
-            for data in stream:
-                if data:
-                    sent += len(data)
-                    _write_piece(transport, flow, data, chunked)
-                    if flow.write_paused:
-                        await flow.drain()
+        async for data in body:
+            if length is not None and sent + len(data) > length:
+                _write_piece(transport, flow, data[: length - sent], chunked)
+                logger.error(
+                    "The response body is longer than its Content-Length of %d bytes; "
+                    "cut at that length and the connection closed",
+                    length,
+                )
+                return False
+            sent += len(data)
+            _write_piece(transport, flow, data, chunked)
+            if flow.write_paused:
+                await flow.drain()
     except (ClientGone, asyncio.CancelledError):
         raise
     except Exception:
@@ -122,14 +152,7 @@ async def write_stream(
         transport.abort()
         return False
     finally:
-        if is_async:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        else:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+        await body.aclose()
     if chunked:
         transport.write(_LAST_CHUNK)
         return True

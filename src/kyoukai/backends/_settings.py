@@ -1,8 +1,9 @@
-"""Limits and timeouts of the built-in HTTP/1.1 server, with their defaults.
+"""Limits and timeouts of the built-in servers, with their defaults, and the refusals they map to.
 
-Every limit the server enforces lives here, so that ``Kyoukai.run()``, ``Kyoukai.start()`` and
-the Asphalt component configuration accept the same names. The defaults follow the trusted
-servers (nginx, gunicorn, uvicorn, hypercorn, aiohttp); ``docs/server.md`` explains each one.
+Every limit the servers enforce lives here, so that ``Kyoukai.run()``, ``Kyoukai.start()`` and
+the Asphalt component configuration accept the same names, and every protocol answers a breach
+with the same status (:data:`STATUS_FOR`). The defaults follow the trusted servers (nginx,
+gunicorn, uvicorn, hypercorn, aiohttp); ``docs/server.md`` explains each one.
 """
 
 from __future__ import annotations
@@ -11,10 +12,44 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ServerSettings"]
+__all__ = ["STATUS_FOR", "ProtocolError", "ServerSettings"]
 
 KiB = 1024
 MiB = 1024 * KiB
+
+#: Every refusal a server makes, and the one status it answers with.
+STATUS_FOR: dict[str, int] = {
+    "malformed request": 400,
+    "undecodable body": 400,
+    "request line too long": 414,
+    "header line too long": 431,
+    "too many headers": 431,
+    "head too large": 431,
+    "trailer section too large": 431,
+    "body too large": 413,
+    "decoded body too large": 413,
+    "unsupported content coding": 415,
+    "unsupported transfer coding": 501,
+    "unsupported HTTP version": 505,
+    "request head timeout": 408,
+    "request body timeout": 408,
+    "too many connections": 503,
+}
+
+
+class ProtocolError(Exception):
+    """A request the server refuses without calling the application.
+
+    :param problem: A key of :data:`STATUS_FOR`; it picks the status.
+    :param detail: Extra words for the response body and the debug log.
+    """
+
+    def __init__(self, problem: str, detail: str = "") -> None:
+        super().__init__(f"{problem}: {detail}" if detail else problem)
+        #: What went wrong, one of the keys of :data:`STATUS_FOR`.
+        self.problem = problem
+        #: The status the client gets.
+        self.status = STATUS_FOR[problem]
 
 
 @dataclass(frozen=True, slots=True)

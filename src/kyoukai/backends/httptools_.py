@@ -2,13 +2,13 @@
 
 :class:`KyoukaiProtocol` turns bytes into WSGI environs, hands each request to
 :meth:`Kyoukai.process_request <kyoukai.app.Kyoukai.process_request>` and writes the response
-back. :func:`start_server` and :func:`run_server` (behind ``Kyoukai.start()`` and
-``Kyoukai.run()``) listen on a socket with it. The limits and timeouts are
-:class:`~kyoukai.backends._settings.ServerSettings`.
+back; ``Kyoukai.start()`` and ``Kyoukai.run()`` listen with it (:mod:`._server`). The limits
+and timeouts are :class:`~kyoukai.backends._settings.ServerSettings`. The transport side it
+inherits is :class:`~kyoukai.backends._connection.Connection`; the I/O-free framing rules are
+in :mod:`._http1`.
 """
 
-# Invariants of this module and of ``_connection`` (which holds the transport side of the
-# protocol); a comment starting "invariant:" marks where each is enforced:
+# Invariants of this module; a comment starting "invariant:" marks where each is enforced:
 #
 # * Responses leave in request order. Every parsed request becomes a ``Cycle`` appended to
 #   ``_pipeline``; handlers of pipelined requests run concurrently, but only the cycle at the
@@ -19,7 +19,7 @@ back. :func:`start_server` and :func:`run_server` (behind ``Kyoukai.start()`` an
 #   reader does not pause reading: write back-pressure makes the writer wait in
 #   ``FlowControl.drain`` instead, and the queue bound caps what piles up meanwhile. After a
 #   refusal the connection keeps reading but discards everything (lingering close).
-# * Each limit maps to one status (``_http1.STATUS_FOR``): 400 bad framing, 408 timeouts,
+# * Each limit maps to one status (``_settings.STATUS_FOR``): 400 bad framing, 408 timeouts,
 #   413 body, 414 request line, 415 content coding, 431 head, 501 transfer coding, 505 version,
 #   503 over the connection cap. The response to a refused request is the last one on the
 #   connection, and the application never sees that request.
@@ -31,32 +31,29 @@ back. :func:`start_server` and :func:`run_server` (behind ``Kyoukai.start()`` an
 from __future__ import annotations
 
 import asyncio
+import enum
 import io
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 import httptools
-from werkzeug.exceptions import InternalServerError, ServiceUnavailable
+from werkzeug.wrappers import Response
 
-from kyoukai.backends._connection import Connection, Cycle, Stage
+from kyoukai._head import error_response
+from kyoukai.backends._connection import Connection
 from kyoukai.backends._decode import ContentDecoder
+from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import ClientGone, write_stream
 from kyoukai.backends._http1 import (
-    ProtocolError,
-    ResponseHeadError,
-    build_environ,
-    close_iter,
-    internal_error,
-    render_head,
-    request_factory,
-    response_parts,
+    Cycle,
+    StreamJob,
+    build_request_environ,
+    partial_head_size,
+    prepare_response,
 )
-from kyoukai.backends._server import (
-    KyoukaiServer,
-    ServerState,
-    run_server,
-    start_server,
-)
+from kyoukai.backends._settings import ProtocolError
+from kyoukai.backends._state import ServerState
 from kyoukai.wsgi import get_formatted_response, to_wsgi_environment
 
 if TYPE_CHECKING:
@@ -64,10 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KyoukaiProtocol",
-    "KyoukaiServer",
     "get_formatted_response",
-    "run_server",
-    "start_server",
     "to_wsgi_environment",
 ]
 
@@ -80,16 +74,29 @@ PARSE_SLICE = 16 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: The name of every request's task (asyncio would format a new one per task).
 _TASK_NAME = "kyoukai request"
+
+
+class Stage(enum.Enum):
+    """Where the connection is in reading the current request."""
+
+    IDLE = "idle"  #: between requests: nothing of the next one has arrived
+    HEAD = "head"  #: request line and headers arriving
+    BODY = "body"  #: head parsed, body (or trailers) arriving
+    DONE = "done"  #: no further request will be read (close pending, or lingering)
+
+
 _IDLE, _HEAD, _BODY, _DONE = Stage.IDLE, Stage.HEAD, Stage.BODY, Stage.DONE
+
+
+class Pending(enum.Enum):
+    """What the writer of the pipeline waits for when it stops, besides a streamed body."""
+
+    NOTHING = "nothing"  #: every response that was due is written (or the connection closed)
+    DRAIN = "drain"  #: the client must drain the write buffer before more is written
 
 
 class _StopParsing(Exception):
     """Raised from a parser callback to stop at a request the server will not read."""
-
-
-#: What _write_response leaves to write_stream: head, stream, chunked, length and whether
-#: the connection may stay open.
-_StreamJob = tuple[bytes, Any, bool, "int | None", bool]
 
 
 class KyoukaiProtocol(Connection):
@@ -117,7 +124,7 @@ class KyoukaiProtocol(Connection):
         state: ServerState | None = None,
     ) -> None:
         if state is None:
-            state = ServerState.for_component(component, parent_context)
+            state = ServerState.standalone(component, parent_context)
         super().__init__(state, server_ip, server_port)
         #: The component this connection was made for.
         self.component = component
@@ -125,7 +132,9 @@ class KyoukaiProtocol(Connection):
         self.app = component.app
         #: The parent context of every request context.
         self.parent_context = parent_context
-        self._make_request = request_factory(self.app.request_class)
+        self._exchange = Exchange(self.app, parent_context, state.settings.handler_timeout)
+        self._stage = _IDLE
+        self._pipeline: deque[Cycle] = deque()
         #: The httptools parser; it calls the ``on_*`` methods.
         self.parser = httptools.HttpRequestParser(self)
         settings = state.settings
@@ -171,7 +180,7 @@ class KyoukaiProtocol(Connection):
         if stage is _DONE:
             return  # a refused or closing connection: discard (lingering close)
         if stage is _BODY:
-            self._deadline = self._state.clock + self._settings.body_timeout
+            self._deadline = self._state.deadline(self._settings.body_timeout)
         if self._unparsed is not None:
             data, self._unparsed = self._unparsed + data, None
         if stage is _IDLE and len(data) <= self._slice and not self._queue_paused:
@@ -220,7 +229,7 @@ class KyoukaiProtocol(Connection):
             if was_head and not self._began:
                 self._head_bytes += len(piece)
             else:
-                self._head_bytes = self._partial_head_size(piece)
+                self._head_bytes = partial_head_size(piece, self._url, self._headers)
             if self._head_bytes >= self._max_head:
                 self.handle_parser_exception(ProtocolError("head too large"))
         elif stage is _BODY and self._chunked:
@@ -234,20 +243,6 @@ class KyoukaiProtocol(Connection):
                 if self._quiet >= self._max_head:
                     self.handle_parser_exception(ProtocolError("trailer section too large"))
 
-    def _partial_head_size(self, piece: bytes) -> int:
-        """Bound the size of a head that began inside ``piece`` and is not complete yet.
-
-        The head follows the last CRLFCRLF of the piece (the end of the previous head), which
-        bounds it from above; so does what the parser has delivered of it (target and whole
-        header lines, without whitespace around values) plus the unfinished line after the
-        last LF. The smaller bound is taken; the next pieces are then counted exactly.
-        """
-        end = piece.rfind(b"\r\n\r\n")
-        after_head = len(piece) - (end + 4 if end >= 0 else 0)
-        unfinished = len(piece) - (piece.rfind(b"\n") + 1)
-        delivered = len(self._url) + 24 + sum(len(n) + len(v) + 4 for n, v in self._headers)
-        return min(after_head, delivered + unfinished)
-
     def on_message_begin(self) -> None:
         """Called when a message begins."""
         if self._stage is _DONE:
@@ -258,7 +253,7 @@ class KyoukaiProtocol(Connection):
         self._headers = []
         if self._requests_seen:
             # Later heads are due within request_timeout of their first byte.
-            self._deadline = self._state.clock + self._settings.request_timeout
+            self._deadline = self._state.deadline(self._settings.request_timeout)
 
     def on_url(self, url: bytes) -> None:
         """Called when a URL is received from the client."""
@@ -294,7 +289,7 @@ class KyoukaiProtocol(Connection):
         smuggling, before a byte of the body is read.
         """
         parser = self.parser
-        environ, self._chunked, declared = build_environ(
+        environ, self._chunked, declared = build_request_environ(
             self._base_environ,
             parser.get_method().decode("ascii"),
             parser.get_http_version(),
@@ -314,7 +309,7 @@ class KyoukaiProtocol(Connection):
                 self._decoder = decoder
         self._environ = environ
         self._stage = _BODY
-        self._deadline = self._state.clock + self._settings.body_timeout
+        self._deadline = self._state.deadline(self._settings.body_timeout)
         expect = environ.get("HTTP_EXPECT")
         if (
             expect is not None
@@ -407,6 +402,78 @@ class KyoukaiProtocol(Connection):
         """
         self.refuse(exc)
 
+    def refuse(self, exc: Exception) -> None:
+        """Answer a request that will not reach the application, then close.
+
+        The status is the one the problem maps to (400 for anything else); the answer waits
+        for earlier responses on the connection.
+
+        :param exc: What is wrong with the request.
+        """
+        if self._stage is _DONE or self._closed:
+            return
+        status = exc.status if isinstance(exc, ProtocolError) else 400  # invariant: one status
+        detail = str(exc) if isinstance(exc, ProtocolError) else f"malformed request: {exc}"
+        logger.debug("Refusing a request with %d: %s", status, exc)
+        self._stage = _DONE
+        cycle = Cycle(None, False, False)
+        cycle.raw = self.refusal(status, detail)
+        self._pipeline.append(cycle)
+        if len(self._pipeline) == 1:
+            self._linger(cycle.raw)
+
+    def refusal(self, status: int, detail: str) -> bytes:
+        """A plain-text HTTP/1.1 response with ``status`` that closes the connection."""
+        return error_response(status, self._state.date_line, detail)
+
+    def eof_received(self) -> bool:
+        """Called when the client half-closes; the connection then closes.
+
+        A FIN looks the same whether the client half-closed or went away, and clients that
+        half-close and still wait for a response are rare, so it counts as a disconnect:
+        handlers still running are cancelled instead of working for nobody.
+        """
+        self._stage = _DONE
+        return False
+
+    def stop_reading_requests(self) -> None:
+        """Parse nothing more: the connection is closing or goes to another protocol."""
+        self._stage = _DONE
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Called when the connection closes: cancel handlers still running, wake writers."""
+        self._stage = _DONE
+        super().connection_lost(exc)
+
+    def read_deadline_passed(self, now: float) -> None:
+        """Refuse a request whose head or body is late; close an idle or lingering connection."""
+        stage = self._stage
+        if stage is _DONE:
+            if not self._pipeline or self._pipeline[0].raw is not None:
+                self._close()  # lingering ended
+            return
+        if self._pipeline:
+            return  # a response is owed; the client is waiting on us, not the reverse
+        if stage is _HEAD:
+            self.refuse(ProtocolError("request head timeout"))
+        elif stage is _BODY:
+            self.refuse(ProtocolError("request body timeout"))
+        else:
+            self._close()  # idle keep-alive, or a client that never sent a byte
+
+    def shutdown(self) -> None:
+        """Begin a graceful close: idle connections close now, busy ones after their response."""
+        if self._closed:
+            return
+        if not self._pipeline and self._stage is _IDLE:
+            self._close()
+        elif self._pipeline:
+            self._pipeline[-1].keep_alive = False
+
+    def pending_tasks(self) -> list[asyncio.Task[None]]:
+        """The handler tasks of this connection that have not finished."""
+        return [c.task for c in self._pipeline if c.task is not None and not c.task.done()]
+
     # -- writing ------------------------------------------------------------------------------
 
     async def _handle(self, cycle: Cycle) -> None:
@@ -414,60 +481,47 @@ class KyoukaiProtocol(Connection):
         environ = cycle.environ
         assert environ is not None
         try:
-            request = self._make_request(environ, self._server_address)
-            timeout = self._settings.handler_timeout
-            if timeout is None:
-                response = await self.app.process_request(request, self.parent_context)
-            else:
-                try:
-                    async with asyncio.timeout(timeout):
-                        response = await self.app.process_request(request, self.parent_context)
-                except TimeoutError:
-                    logger.error("Handler for %s %s timed out", request.method, request.path)
-                    response = ServiceUnavailable().get_response(environ)
+            cycle.response = await self._exchange.respond(environ, self._server_address)
         except asyncio.CancelledError:
             return  # the client went away or the server is shutting down
-        except Exception:
-            logger.exception("Error handling %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"])
-            response = InternalServerError().get_response(environ)
-        cycle.response = response
         pipeline = self._pipeline
         if pipeline and pipeline[0] is cycle:  # invariant: request order
-            job = self._write_ready()
-            if job is not None:
+            wait = self._write_ready()
+            if wait is not Pending.NOTHING:
                 try:
-                    await self._write_rest(job)
+                    await self._write_rest(wait)
                 except (asyncio.CancelledError, ClientGone):
                     pass
 
-    def _write_ready(self) -> _StreamJob | Literal[True] | None:
+    def _write_ready(self) -> StreamJob | Pending:
         """Write the responses at the head of the pipeline that are in memory, in order.
 
         Stops at a response still being made (its own task writes it), or at one that needs
-        awaiting, which it returns: a streamed body's job, or ``True`` to wait for the client
-        to drain the write buffer first. When the pipeline empties, it resumes reading and
-        sets the keep-alive deadline.
+        awaiting, which it returns: a streamed body's job, or :attr:`Pending.DRAIN` to wait
+        for the client to drain the write buffer first. When the pipeline empties, it resumes
+        reading and sets the keep-alive deadline.
         """
         pipeline = self._pipeline
         flow = self._flow
         while pipeline and not self._closed:
             if flow is not None and flow.write_paused:
-                return True
+                return Pending.DRAIN
             cycle = pipeline[0]
             if cycle.raw is not None:
-                self._write_refusal(cycle.raw)
-                return None
+                self._stage = _DONE
+                self._linger(cycle.raw)
+                return Pending.NOTHING
             if cycle.response is None:
-                return None
-            result = self._write_response(cycle)
-            if type(result) is not bool:
-                return result
+                return Pending.NOTHING
+            written = self._write_response(cycle)
+            if type(written) is StreamJob:
+                return written
             pipeline.popleft()
-            if not result:
+            if not written:
                 self._close()
-                return None
+                return Pending.NOTHING
         if self._closed:
-            return None
+            return Pending.NOTHING
         if self._queue_paused and len(pipeline) < self._max_queue:
             self._queue_paused = False
             assert flow is not None
@@ -476,7 +530,7 @@ class KyoukaiProtocol(Connection):
                 data, self._unparsed = self._unparsed, None
                 self.data_received(data)
         if pipeline:
-            return None
+            return Pending.NOTHING
         if self._continue_pending:
             self._continue_pending = False
             self._raw_write(_CONTINUE)
@@ -484,74 +538,52 @@ class KyoukaiProtocol(Connection):
             if self._state.closing:
                 self._close()
             else:
-                self._deadline = self._state.clock + self._settings.keep_alive_timeout
-        return None
+                self._deadline = self._state.deadline(self._settings.keep_alive_timeout)
+        return Pending.NOTHING
 
-    async def _write_rest(self, job: _StreamJob | Literal[True] | None) -> None:
+    async def _write_rest(self, wait: StreamJob | Pending) -> None:
         """Finish what :meth:`_write_ready` could not: streamed bodies and full buffers."""
-        while job is not None:
+        while wait is not Pending.NOTHING:
             flow = self._flow
             assert self.transport is not None and flow is not None
-            if job is True:
+            if wait is Pending.DRAIN:
                 await flow.drain()
             else:
-                head, stream, chunked, length, keep_alive = job
-                self.transport.write(head)
+                assert isinstance(wait, StreamJob)
+                self.transport.write(wait.head)
                 ok = await write_stream(
-                    self.transport, flow, stream, chunked=chunked, length=length
+                    self.transport, flow, wait.stream, chunked=wait.chunked, length=wait.length
                 )
                 self._pipeline.popleft()
-                if not (keep_alive and ok):
+                if not (wait.keep_alive and ok):
                     self._close()
                     return
-            job = self._write_ready()
+            wait = self._write_ready()
 
-    def _write_response(self, cycle: Cycle) -> bool | _StreamJob:
-        """Write one response; return whether the connection stays open after it.
+    def _write_response(self, cycle: Cycle) -> StreamJob | bool:
+        """Write one response held in memory.
 
-        A streamed body is not written here: the caller awaits the returned job.
+        :return: Whether the connection stays open after it, or, for a streamed body, the job
+            the caller awaits.
         """
-        response = cycle.response
-        environ = cycle.environ
-        assert response is not None and environ is not None
-        keep_alive = cycle.keep_alive and not self._state.closing
-        code = response.status_code
-        stream: Any = None
-        try:
-            headers, body, stream = response_parts(response, environ, code)
-            no_body = environ["REQUEST_METHOD"] == "HEAD" or code < 200 or code in (204, 304)
-            head, chunked, keep_alive, length = render_head(
-                code,
-                headers,
-                self._state.date_line,
-                keep_alive,
-                cycle.http10,
-                None if body is None or no_body else len(body),
-            )
-        except Exception as exc:
-            if isinstance(exc, ResponseHeadError):
-                logger.error("Refusing to send the response to %s: %s", environ["RAW_URI"], exc)
-            else:
-                logger.exception("Error preparing the response to %s", environ["RAW_URI"])
-            close_iter(stream)
-            data, keep_alive = internal_error(
-                environ, self._state.date_line, keep_alive=keep_alive, http10=cycle.http10
-            )
-            self._raw_write(data)
-            return keep_alive
+        prepared = prepare_response(cycle, self._state.date_line, self._state.closing)
+        if isinstance(prepared, StreamJob):
+            return prepared
+        data, more, keep_alive = prepared
         transport = self.transport
         assert transport is not None
-        if no_body:
-            close_iter(stream)
-            transport.write(head)
-        elif body is not None:
-            if len(body) < 65536:
-                transport.write(head + body)
-            else:
-                transport.write(head)
-                transport.write(body)
-            if length != len(body):
-                keep_alive = False  # the application's Content-Length is wrong: end here
-        else:
-            return (head, stream, chunked, length, keep_alive)
+        transport.write(data)
+        if more is not None:
+            transport.write(more)
         return keep_alive
+
+    def write_response(self, response: Response, fake_environ: dict[str, Any]) -> None:
+        """Writes a Werkzeug response to the transport, whole, outside the request pipeline.
+
+        For responses the server did not get from the application (a streamed body is joined
+        first); requests answered by the application never need this.
+
+        :param response: The response to write.
+        :param fake_environ: The environ of the request it answers.
+        """
+        self.write(get_formatted_response(response, fake_environ))
