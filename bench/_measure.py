@@ -40,6 +40,8 @@ class Server:
     args: tuple[str, ...] = ()
     #: ``kyoukai``, ``variant`` (Kyoukai in another configuration), ``ceiling`` or ``peer``.
     role: str = "peer"
+    #: Directories put first on the server's ``PYTHONPATH`` (a Kyoukai exported from git).
+    pythonpath: tuple[str, ...] = ()
 
     def argv(self, port: int | str, python: str = sys.executable) -> list[str]:
         return [python, str(APPS_DIR / self.script), str(port), *self.args]
@@ -309,6 +311,8 @@ def running(
     if pin:
         argv = ["taskset", "-c", SERVER_CPU, *argv]
     env = {**os.environ, "BENCH_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    if server.pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([*server.pythonpath, env.get("PYTHONPATH", "")])
     proc = subprocess.Popen(
         argv, cwd=APPS_DIR, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )

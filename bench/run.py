@@ -215,11 +215,12 @@ def kyoukai_source() -> str:
     return str(where)
 
 
-def export_kyoukai(rev: str, dest: Path) -> str:
-    """Export ``src/`` as committed at ``rev`` into ``dest`` and point servers at it.
+def export_kyoukai(rev: str, dest: Path, *, for_all: bool = True) -> str:
+    """Export ``src/`` as committed at ``rev`` into ``dest``, and point servers at it.
 
     Servers inherit ``PYTHONPATH``, which comes before the checkout's editable install, so
-    a run measures one fixed commit even while the working tree changes.
+    a run measures one fixed commit even while the working tree changes. With
+    ``for_all=False`` nothing is pointed at it (the baseline variant names it itself).
 
     :return: The commit's full hash.
     """
@@ -233,6 +234,8 @@ def export_kyoukai(rev: str, dest: Path) -> str:
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(dest, filter="data")
+    if not for_all:
+        return sha
     paths = [str(dest / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
     return sha
@@ -278,6 +281,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--kyoukai-commit",
         metavar="REV",
         help="measure Kyoukai as committed at REV (exported from git) instead of the checkout",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure Kyoukai as committed at REV, as the variant kyoukai-baseline, in "
+        "the same rounds: an A/B comparison of a change that does not depend on drift",
     )
     p.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke run, not saved")
     p.add_argument(
@@ -325,7 +334,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if opts.kyoukai_commit:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kyoukai-src-")))
             source = f"git {export_kyoukai(opts.kyoukai_commit, tmp)[:10]} (exported from git)"
+        if opts.baseline:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kyoukai-base-")))
+            sha = export_kyoukai(opts.baseline, tmp, for_all=False)
+            servers.insert(1, baseline_server(sha, tmp / "src"))
         return measure_and_report(opts, servers, shown_argv, source)
+
+
+def baseline_server(sha: str, src: Path) -> Server:
+    """Kyoukai's built-in server as committed at ``sha`` (exported to ``src``), as a variant."""
+    return Server(
+        "kyoukai-baseline",
+        f"Kyoukai at {sha[:10]}, built-in server, uvloop (the --baseline)",
+        "kyoukai_app.py",
+        role="variant",
+        pythonpath=(str(src),),
+    )
 
 
 def measure_and_report(
