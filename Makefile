@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 ## demo: install and serve the notes example (examples/notes) on 127.0.0.1:4444
 ## (its SQLite file, examples/notes/notes.sqlite, is created on the first run)
 demo: $(STAMP)
-	cd examples/notes && PYTHONPATH=. $(CURDIR)/$(VENV)/bin/asphalt run config.yml
+	cd examples/notes && PYTHONPATH=. exec $(CURDIR)/$(VENV)/bin/asphalt run config.yml
 
 ## test: install into .venv, check style and types, and run the whole test suite
 test: $(STAMP)

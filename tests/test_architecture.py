@@ -17,7 +17,13 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src" / "kyoukai"
 
 BRIDGE = {"kyoukai.wsgi", "kyoukai.testing", "kyoukai._head"}
-COMPONENTS = {"kyoukai", "kyoukai.asphalt", "kyoukai._component", "kyoukai._config"}
+COMPONENTS = {
+    "kyoukai",
+    "kyoukai.asphalt",
+    "kyoukai._component",
+    "kyoukai._config",
+    "kyoukai._deploy",
+}
 #: Modules that must stay I/O-free: they import no asyncio at run time.
 PURE = {
     "kyoukai.wsgi",

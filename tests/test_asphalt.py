@@ -167,6 +167,8 @@ def test_unknown_key_is_named_with_a_suggestion(app: Kyoukai) -> None:
 def test_unknown_key_lists_the_valid_keys(app: Kyoukai) -> None:
     with pytest.raises(TypeError, match=r"'colour'.*valid keys are: .*run_server.*request_timeout"):
         KyoukaiComponent(app, colour="red")
+    with pytest.raises(TypeError, match=r"valid keys are: app, ip, port, "):
+        KyoukaiComponent(app, colour="red")
 
 
 def test_server_settings_are_taken_from_the_configuration(app: Kyoukai) -> None:

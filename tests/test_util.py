@@ -112,6 +112,7 @@ def test_wrap_response_none_is_empty_204() -> None:
     resp = wrap_response(None)
     assert resp.status_code == 204
     assert resp.get_data() == b""
+    assert "Content-Type" not in resp.headers
 
 
 def test_wrap_response_other_types_are_stringified() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
+from contextvars import ContextVar
 from typing import Any
 
 from asphalt.core import Component, Context, context_teardown
@@ -25,6 +26,10 @@ from kyoukai.backends.httptools_ import KyoukaiProtocol
 __all__ = ["KyoukaiBaseComponent", "KyoukaiComponent"]
 
 logger = logging.getLogger("kyoukai.asphalt")
+
+#: True while an application is started for a server other than the component's own (an
+#: ASGI server, gunicorn, a WSGI host): :class:`KyoukaiComponent` then serves nothing itself.
+SERVED_ELSEWHERE: ContextVar[bool] = ContextVar("kyoukai_served_elsewhere", default=False)
 
 #: Configuration keys of :class:`KyoukaiComponent` that are not server settings.
 COMPONENT_KEYS = ("resource_name", "access_log", "run_server", "ssl", "http2")
@@ -173,8 +178,8 @@ class KyoukaiComponent(KyoukaiBaseComponent):
         :param ctx: The context the component starts in; requests run in its children.
         """
         await super().start(ctx)
-        if not self.run_server:
-            logger.info("Not serving %r: run_server is false", self.app)
+        if not self.run_server or SERVED_ELSEWHERE.get():
+            logger.info("Not serving %r here: another server serves it", self.app)
             return
 
         try:

@@ -158,7 +158,10 @@ def _render_head(
     content_length: int | None = None
     has_server = has_date = False
     lines = _HEADER_LINES
+    contentless = code < 200 or code == 204
     for name, value in headers:
+        if contentless and name.lower() == "content-type":
+            continue  # RFC 9110 section 15.3.5: a 204 has no content to describe
         line = lines.get((name, value))
         if line is not None:  # a plain header seen before: checked and encoded already
             parts.append(line)

@@ -95,7 +95,9 @@ def wrap_response(args: Any, response_class: type[Response] = Response) -> Respo
     if isinstance(args, dict | list):
         return _json_response(args, response_class)
     if args is None:
-        return response_class(status=204)
+        response = response_class(status=204)
+        response.headers.pop("Content-Type", None)  # no content, nothing to describe
+        return response
     return response_class(str(args))
 
 

@@ -246,6 +246,7 @@ async def test_bodyless_statuses_send_no_body(server: KyoukaiServer, code: int) 
         assert response.header("transfer-encoding") is None
         if code == 204:
             assert response.header("content-length") is None
+            assert response.header("content-type") is None
         after = await client.read_response()
         assert after.body == b"hello"
 

@@ -133,6 +133,30 @@ async def test_corrupt_gzip_body_gets_400(server: KyoukaiServer) -> None:
     assert await refusal(server.port, request + b"abcde") == b"HTTP/1.1 400 Bad Request"
 
 
+async def refusal_body(port: int, request: bytes) -> bytes:
+    async with await RawClient.connect(port) as client:
+        await client.send(request)
+        return (await client.read_response()).body
+
+
+async def test_refusals_say_which_rule_fired(server: KyoukaiServer) -> None:
+    corrupt = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+    corrupt += b"Content-Length: 5\r\n\r\nabcde"
+    body = await refusal_body(server.port, corrupt)
+    assert body.startswith(b"400 Bad Request: body could not be decoded: the gzip data is corrupt")
+    both = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n"
+    both += b"Content-Length: 3\r\n\r\nabc"
+    body = await refusal_body(server.port, both)
+    assert body == (
+        b"400 Bad Request: malformed request: "
+        b"Content-Length can't be present with Transfer-Encoding\n"
+    )
+    repeated = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+    assert await refusal_body(server.port, repeated) == (
+        b"400 Bad Request: malformed request: repeated Host\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
@@ -226,6 +250,35 @@ async def test_idle_keep_alive_connection_is_closed(start) -> None:
         await client.send(SIMPLE_GET)
         assert (await client.read_response()).body == b"hello"
         await client.assert_closed()
+
+
+async def test_keep_alive_timeout_never_fires_early(start) -> None:
+    # The server's clock is refreshed by its timer; a deadline set from it must not lag.
+    server = await start(keep_alive_timeout=1.0, request_timeout=5.0)
+    loop = asyncio.get_running_loop()
+    async with await RawClient.connect(server.port) as client:
+        await client.send(SIMPLE_GET)
+        assert (await client.read_response()).body == b"hello"
+        answered = loop.time()
+        await client.assert_closed()
+        idle = loop.time() - answered
+    assert 0.98 <= idle <= 1.0 + 2 * 0.5 + 0.5
+
+
+async def test_date_header_is_at_most_one_second_stale(start) -> None:
+    import time
+    from email.utils import parsedate_to_datetime
+
+    server = await start()
+    async with await RawClient.connect(server.port) as client:
+        started = time.time()
+        while time.time() - started < 1.5:  # across at least one change of second
+            await client.send(SIMPLE_GET)
+            response = await client.read_response()
+            date = response.header("date")
+            assert date is not None
+            shown = parsedate_to_datetime(date).timestamp()
+            assert int(time.time()) - shown <= 1
 
 
 async def test_silent_connection_is_closed_after_request_timeout(start) -> None:

@@ -59,12 +59,14 @@ class _Inflater:
                         # A multi-member gzip body: each member is decoded under the budget.
                         obj = self._obj = zlib.decompressobj(31)
                     elif data:
-                        raise ProtocolError("undecodable body", "data after the deflate stream")
+                        raise ProtocolError(
+                            "body could not be decoded", "data after the deflate stream"
+                        )
                 else:
                     data = obj.unconsumed_tail
         except zlib.error as exc:
             raise ProtocolError(
-                "undecodable body", f"the {self._coding} data is corrupt ({exc})"
+                "body could not be decoded", f"the {self._coding} data is corrupt ({exc})"
             ) from None
         return b"".join(out)
 
@@ -123,4 +125,4 @@ class ContentDecoder:
         """Check that every coded stream ended; a truncated body is a 400."""
         for stage in self._stages:
             if not stage.complete:
-                raise ProtocolError("undecodable body", "the compressed body is truncated")
+                raise ProtocolError("body could not be decoded", "the compressed body is truncated")

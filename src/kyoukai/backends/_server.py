@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import signal
 import socket
@@ -208,7 +209,9 @@ def run_server(
     """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully. Blocks.
 
     Runs its own event loop: uvloop's when it is installed (unless ``use_uvloop=False``),
-    asyncio's otherwise.
+    asyncio's otherwise. Unless the application configured logging, the address served and
+    the access log go to stderr at INFO. An address that cannot be served ends the program
+    with one line that says why.
 
     :param app: The application.
     :param ip: The address to listen on.
@@ -218,10 +221,12 @@ def run_server(
     :param server_options: ``ssl`` and any :class:`~kyoukai.backends._settings.ServerSettings`
         field.
     :raises TypeError: For an option that is not a setting (before anything starts).
+    :raises SystemExit: If the address cannot be served (in use, no permission).
     """
     options = dict(server_options)
     tls = options.pop("ssl", None)
     _resolve_settings(component, options)
+    handler = _log_to_console()
     loop_factory = None
     if use_uvloop:
         try:
@@ -230,8 +235,35 @@ def run_server(
             pass
         else:
             loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve_until_signal(app, ip, port, component, tls, options))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(_serve_until_signal(app, ip, port, component, tls, options))
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(logging.NOTSET)
+
+
+def _log_to_console() -> logging.Handler | None:
+    """Log Kyoukai's INFO lines (the address, the access log) to stderr, as ``flask run`` and
+    uvicorn do, unless the application configured logging itself."""
+    if logging.getLogger().handlers or logger.handlers or logger.level != logging.NOTSET:
+        return None
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler
+
+
+def _listen_error(ip: str, port: int, exc: OSError) -> SystemExit:
+    """One line that says why the address cannot be served, instead of a traceback."""
+    reason = {
+        errno.EADDRINUSE: "the address is already in use; stop what uses it or pick another port",
+        errno.EACCES: "permission denied; ports below 1024 need privileges, pick another port",
+        errno.EADDRNOTAVAIL: "the address is not one of this machine's; pick another ip",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return SystemExit(f"Kyoukai cannot listen on {ip}:{port}: {reason}")
 
 
 async def _serve_until_signal(
@@ -242,7 +274,11 @@ async def _serve_until_signal(
     tls: ssl_module.SSLContext | None,
     options: dict[str, Any],
 ) -> None:
-    server = await start_server(app, ip, port, component=component, ssl=tls, **options)
+    try:
+        server = await start_server(app, ip, port, component=component, ssl=tls, **options)
+    except OSError as exc:
+        raise _listen_error(ip, port, exc) from None
+    logger.info("Press Ctrl+C to quit")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []

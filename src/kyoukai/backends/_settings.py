@@ -20,7 +20,7 @@ MiB = 1024 * KiB
 #: Every refusal a server makes, and the one status it answers with.
 STATUS_FOR: dict[str, int] = {
     "malformed request": 400,
-    "undecodable body": 400,
+    "body could not be decoded": 400,
     "request line too long": 414,
     "header line too long": 431,
     "too many headers": 431,

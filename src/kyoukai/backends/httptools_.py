@@ -144,6 +144,10 @@ class KyoukaiProtocol(Connection):
         self._max_head = settings.max_head_size
         self._max_body = settings.max_body_size
         self._max_queue = settings.max_pipelined_requests
+        # Deadlines are the coarse clock plus these (ServerState.deadline, without a call).
+        self._head_delay = settings.request_timeout + state.slack
+        self._body_delay = settings.body_timeout + state.slack
+        self._idle_delay = settings.keep_alive_timeout + state.slack
         # No piece handed to the parser is longer than a head may be, so a head that starts
         # and ends within one piece is within the limit without being counted.
         self._slice = min(PARSE_SLICE, settings.max_head_size)
@@ -180,7 +184,7 @@ class KyoukaiProtocol(Connection):
         if stage is _DONE:
             return  # a refused or closing connection: discard (lingering close)
         if stage is _BODY:
-            self._deadline = self._state.deadline(self._settings.body_timeout)
+            self._deadline = self._state.clock + self._body_delay
         if self._unparsed is not None:
             data, self._unparsed = self._unparsed + data, None
         if stage is _IDLE and len(data) <= self._slice and not self._queue_paused:
@@ -253,7 +257,7 @@ class KyoukaiProtocol(Connection):
         self._headers = []
         if self._requests_seen:
             # Later heads are due within request_timeout of their first byte.
-            self._deadline = self._state.deadline(self._settings.request_timeout)
+            self._deadline = self._state.clock + self._head_delay
 
     def on_url(self, url: bytes) -> None:
         """Called when a URL is received from the client."""
@@ -309,7 +313,7 @@ class KyoukaiProtocol(Connection):
                 self._decoder = decoder
         self._environ = environ
         self._stage = _BODY
-        self._deadline = self._state.deadline(self._settings.body_timeout)
+        self._deadline = self._state.clock + self._body_delay
         expect = environ.get("HTTP_EXPECT")
         if (
             expect is not None
@@ -538,7 +542,7 @@ class KyoukaiProtocol(Connection):
             if self._state.closing:
                 self._close()
             else:
-                self._deadline = self._state.deadline(self._settings.keep_alive_timeout)
+                self._deadline = self._state.clock + self._idle_delay
         return Pending.NOTHING
 
     async def _write_rest(self, wait: StreamJob | Pending) -> None:
