@@ -68,14 +68,15 @@ class TestKyoukai(Kyoukai):
     ) -> TestKyoukai:
         """Wrap an existing application for testing.
 
-        The new object shares the other application's routing tree and settings, so
-        requests injected into it are processed exactly as ``other_app`` would.
+        The new object shares the other application's routing tree, settings and event
+        listeners, so requests injected into it are processed exactly as ``other_app`` would
+        process them. Its class derives from both this class and ``other_app``'s, so a
+        ``process_request`` override of the application still runs, on the wrapper:
+        :meth:`testing_bp` swaps the wrapper's root and leaves ``other_app`` alone.
         """
-        new = cls.__new__(cls)
+        new = object.__new__(_testing_class(cls, type(other_app)))
         new.__dict__.update(other_app.__dict__)
         new.base_context = base_context
-        # Requests go through the wrapped application's own processing (and its overrides).
-        new.process_request = other_app.process_request  # type: ignore[method-assign]
         # Both objects dispatch to the same listeners, whichever one they were connected on.
         for name in ("route_matched", "route_invoked", "route_returned"):
             getattr(cls, name).bound_signals[new] = getattr(other_app, name)
@@ -187,3 +188,20 @@ class TestKyoukai(Kyoukai):
     async def delete(self, url: str, **kwargs: Any) -> Response:
         """Send a ``DELETE`` request (see :meth:`request`)."""
         return await self.request("DELETE", url, **kwargs)
+
+
+_mixed_classes: dict[tuple[type[TestKyoukai], type[Kyoukai]], type[TestKyoukai]] = {}
+
+
+def _testing_class(test_class: type[TestKyoukai], app_class: type[Kyoukai]) -> type[TestKyoukai]:
+    """``test_class`` with the overrides of ``app_class`` (for ``wrap_existing_app``)."""
+    if issubclass(test_class, app_class):
+        return test_class
+    if issubclass(app_class, test_class):
+        return app_class
+    mixed = _mixed_classes.get((test_class, app_class))
+    if mixed is None:
+        name = f"{test_class.__name__}[{app_class.__name__}]"
+        mixed = type(name, (test_class, app_class), {"__test__": False})
+        _mixed_classes[test_class, app_class] = mixed
+    return mixed
