@@ -138,9 +138,10 @@ class Kyoukai:
         return self._root.route(routing_url, methods, **kwargs)
 
     def errorhandler(
-        self, code: int, endcode: int | None = None, step: int | None = None
+        self, code: int | type[Exception], endcode: int | None = None, step: int | None = None
     ) -> Callable[[Callable[..., Any] | Route], Route]:
-        """Decorator: add an error handler to the root (see :meth:`Blueprint.errorhandler`)."""
+        """Decorator: add an error handler to the root, for a status code, a range of codes or
+        an exception class (see :meth:`Blueprint.errorhandler`)."""
         return self._root.errorhandler(code, endcode, step)
 
     def before_request(self, func: F) -> F:
@@ -256,15 +257,9 @@ class Kyoukai:
                 response = await route.invoke_function(ctx, pre_hooks, post_hooks, params)
                 if self._on_returned.listeners:
                     self._on_returned.dispatch(ctx=ctx, result=response)
-        except HTTPException as exc:
-            ctx.exception = exc
-            logger.debug("HTTP exception in %s %s", request.method, request.path, exc_info=True)
-            response = await self.handle_httpexception(ctx, exc, environ)
         except Exception as exc:
             ctx.exception = exc
-            logger.exception("Unhandled exception in %s %s", request.method, request.path)
-            error = InternalServerError(original_exception=exc)
-            response = await self.handle_httpexception(ctx, error, environ)
+            response = await self.handle_httpexception(ctx, exc, environ)
         finally:
             torn_down = not ctx.deactivate(token) or await self._tear_down(ctx)
         if not torn_down:
@@ -294,51 +289,74 @@ class Kyoukai:
     async def handle_httpexception(
         self,
         ctx: HTTPRequestContext,
-        exception: HTTPException,
+        exception: Exception,
         environ: dict[str, Any] | None = None,
     ) -> Response:
-        """Turn an HTTP exception into a response, through the nearest error handler.
+        """Turn an error into a response, through the nearest error handler.
 
-        The handler is looked up by status code from the matched route's blueprint up to the
-        root (for unmatched requests, from the blueprint whose prefix fits the path). With no
-        handler, Werkzeug's default error page is sent. If the handler itself fails, the
-        failure goes to the 500 handler; if that fails too, a plain 500 is sent.
+        The handler is looked up as :meth:`Blueprint.get_errorhandler` describes (status code,
+        then exception class), from the matched route's blueprint out to the root (for
+        unmatched requests, from the blueprint whose prefix fits the path). An exception
+        that is not an :class:`~werkzeug.exceptions.HTTPException` and has no handler for its
+        class is logged and handled as a 500 (an
+        :class:`~werkzeug.exceptions.InternalServerError` whose ``original_exception`` it
+        is). With no handler, Werkzeug's default error page is sent.
+
+        If the handler fails, the failure is logged and handled the same way, once: the
+        failed handler is not called again, and if the next one fails too, a plain 500 is
+        sent. This method never raises.
 
         :param ctx: The request context.
-        :param exception: The exception to handle.
+        :param exception: The exception to handle: an ``HTTPException`` or any other error.
         :param environ: The WSGI environ (the request's if omitted).
         """
-        return await self._handle_error(ctx, exception, environ or ctx.environ, nested=False)
-
-    async def _handle_error(
-        self,
-        ctx: HTTPRequestContext,
-        exception: HTTPException,
-        environ: dict[str, Any],
-        *,
-        nested: bool,
-    ) -> Response:
+        environ = environ or ctx.environ
         bp = ctx.bp if ctx.bp is not None else self._root.find_blueprint_for_path(ctx.request.path)
-        handler = bp.get_errorhandler(exception) if exception.code is not None else None
-        if handler is None:
-            return exception.get_response(environ)
-        try:
-            response = await handler.invoke_function(
-                ctx, [], [], {}, (exception,), default_status=exception.code
+        failed: Route | None = None
+        error = exception
+        for attempt in range(2):
+            handler, error = self._find_errorhandler(ctx, bp, error, log=attempt == 0)
+            if handler is None or handler is failed:
+                return self._error_page(error, environ)
+            try:
+                response = await handler.invoke_function(
+                    ctx, [], [], {}, (error,), default_status=_status_of(error)
+                )
+            except Exception as exc:
+                logger.exception("Error handler %r failed", handler)
+                failed, error = handler, exc
+                continue
+            if isinstance(error, MethodNotAllowed) and "Allow" not in response.headers:
+                response.headers["Allow"] = ", ".join(error.valid_methods or ())
+            return response
+        return InternalServerError().get_response(environ)
+
+    @staticmethod
+    def _find_errorhandler(
+        ctx: HTTPRequestContext, bp: Blueprint, error: Exception, *, log: bool
+    ) -> tuple[Route | None, Exception]:
+        """The handler for ``error`` and what it is given: the error itself, or the 500
+        that stands for an unexpected error no handler takes by class (logged if ``log``)."""
+        handler = bp.get_errorhandler(error)
+        request = ctx.request
+        if isinstance(error, HTTPException):
+            logger.debug("HTTP exception in %s %s", request.method, request.path, exc_info=error)
+            return handler, error
+        if handler is not None:
+            return handler, error
+        if log:
+            logger.error(
+                "Unhandled exception in %s %s", request.method, request.path, exc_info=error
             )
-        except Exception as exc:
-            logger.exception("Error handler %r failed", handler)
-            if nested:
-                return InternalServerError().get_response(environ)
-            error = (
-                exc
-                if isinstance(exc, HTTPException)
-                else InternalServerError(original_exception=exc)
-            )
-            return await self._handle_error(ctx, error, environ, nested=True)
-        if isinstance(exception, MethodNotAllowed) and "Allow" not in response.headers:
-            response.headers["Allow"] = ", ".join(exception.valid_methods or ())
-        return response
+        server_error = InternalServerError(original_exception=error)
+        return bp.get_errorhandler(server_error), server_error
+
+    @staticmethod
+    def _error_page(error: Exception, environ: dict[str, Any]) -> Response:
+        """The default response for an error no handler took."""
+        if not isinstance(error, HTTPException):
+            error = InternalServerError(original_exception=error)
+        return error.get_response(environ)
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -385,3 +403,8 @@ class Kyoukai:
         return await start_server(
             self, ip, port, component=component, base_context=base_context, **server_options
         )
+
+
+def _status_of(error: Exception) -> int | None:
+    """The status a bare body returned by the error's handler is sent with."""
+    return error.code if isinstance(error, HTTPException) else 500

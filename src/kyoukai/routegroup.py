@@ -131,10 +131,10 @@ def route(url: str, methods: Iterable[str] = DEFAULT_METHODS, **kwargs: Any) -> 
 
 
 def errorhandler(
-    startcode: int, endcode: int | None = None, step: int | None = None
+    startcode: int | type[Exception], endcode: int | None = None, step: int | None = None
 ) -> Callable[[F], F]:
-    """Mark a route group method as the group's handler for a status code or a range
-    (see :meth:`Blueprint.errorhandler`). Stack it for several codes."""
+    """Mark a route group method as the group's handler for a status code, a range of codes
+    or an exception class (see :meth:`Blueprint.errorhandler`). Stack it for several."""
 
     def decorator(func: F) -> F:
         marked: Any = func
