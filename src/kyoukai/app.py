@@ -25,6 +25,7 @@ from kyoukai._context import (
     RouteMatchedEvent,
     RouteReturnedEvent,
 )
+from kyoukai._shortcuts import MethodShortcuts
 from kyoukai._types import F, Handler
 from kyoukai.blueprint import Blueprint
 from kyoukai.route import DEFAULT_METHODS, Route
@@ -38,7 +39,7 @@ __all__ = ["Kyoukai"]
 logger = logging.getLogger("kyoukai")
 
 
-class Kyoukai:
+class Kyoukai(MethodShortcuts):
     """A Kyoukai web application.
 
     The application holds the root :class:`~kyoukai.blueprint.Blueprint` of the routing tree

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BuildError, Map, MapAdapter, Rule, Submount
 
 from kyoukai._hooks import HookHolder, check_hook_type
+from kyoukai._shortcuts import MethodShortcuts
 from kyoukai._types import Handler, HookType
 from kyoukai.route import DEFAULT_METHODS, Route
 
@@ -36,7 +37,7 @@ MATCH_CACHE_SIZE = 1024
 _PURE_CONVERTERS = tuple(Map.default_converters.values())
 
 
-class Blueprint(HookHolder):
+class Blueprint(MethodShortcuts, HookHolder):
     """A container of routes, and a node in the application's blueprint tree.
 
     :param name: The name of the blueprint; endpoints are named ``name.function``.
