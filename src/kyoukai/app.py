@@ -25,6 +25,7 @@ from kyoukai._context import (
     RouteMatchedEvent,
     RouteReturnedEvent,
 )
+from kyoukai._debug import debugger_resource, is_debugger_request, traceback_response, warn_debug
 from kyoukai._shortcuts import MethodShortcuts
 from kyoukai._types import F, Handler
 from kyoukai.blueprint import Blueprint
@@ -60,6 +61,8 @@ class Kyoukai(MethodShortcuts):
         built from handler return values.
     :param context_class: The :class:`~kyoukai.asphalt.HTTPRequestContext` subclass for
         request contexts.
+    :param debug: Answer unexpected errors with their traceback (see :attr:`debug`). For
+        development only: it shows source code and file paths to anyone who gets an error.
     """
 
     #: The class requests are built with.
@@ -94,6 +97,7 @@ class Kyoukai(MethodShortcuts):
         request_class: type[Request] | None = None,
         response_class: type[Response] | None = None,
         context_class: type[HTTPRequestContext] | None = None,
+        debug: bool = False,
     ) -> None:
         #: The name of the application.
         self.name = application_name
@@ -104,6 +108,11 @@ class Kyoukai(MethodShortcuts):
         #: Log every request through :meth:`log_route` (when the ``kyoukai`` logger is enabled
         #: for INFO). Set it to ``False`` to silence this application alone.
         self.access_log = True
+        #: Debug mode: an unexpected error (not an HTTP exception, and with no handler for
+        #: its class) is answered with Werkzeug's traceback page (plain text for clients that
+        #: do not accept HTML) instead of going to the 500 handlers. Off by default; the
+        #: servers log a warning when they start with it on.
+        self.debug = debug
         self._loop = loop
         if request_class is not None:
             self.request_class = request_class
@@ -234,6 +243,8 @@ class Kyoukai(MethodShortcuts):
         """
         if not self._root.finalized:
             self.finalize()
+        if self.debug and is_debugger_request(request.environ.get("QUERY_STRING", "")):
+            return debugger_resource(request, self.response_class)
         log = self.access_log and logger.isEnabledFor(logging.INFO)
         started = time.perf_counter() if log else 0.0
         ctx = self.context_class(parent_context, request)
@@ -301,7 +312,8 @@ class Kyoukai(MethodShortcuts):
         that is not an :class:`~werkzeug.exceptions.HTTPException` and has no handler for its
         class is logged and handled as a 500 (an
         :class:`~werkzeug.exceptions.InternalServerError` whose ``original_exception`` it
-        is). With no handler, Werkzeug's default error page is sent.
+        is). With no handler, Werkzeug's default error page is sent. In :attr:`debug` mode,
+        such an unexpected error skips the 500 handlers and gets the traceback page.
 
         If the handler fails, the failure is logged and handled the same way, once: the
         failed handler is not called again, and if the next one fails too, a plain 500 is
@@ -318,7 +330,7 @@ class Kyoukai(MethodShortcuts):
         for attempt in range(2):
             handler, error = self._find_errorhandler(ctx, bp, error, log=attempt == 0)
             if handler is None or handler is failed:
-                return self._error_page(error, environ)
+                return self._error_page(ctx, error, environ)
             try:
                 response = await handler.invoke_function(
                     ctx, [], [], {}, (error,), default_status=_status_of(error)
@@ -330,14 +342,14 @@ class Kyoukai(MethodShortcuts):
             if isinstance(error, MethodNotAllowed) and "Allow" not in response.headers:
                 response.headers["Allow"] = ", ".join(error.valid_methods or ())
             return response
-        return InternalServerError().get_response(environ)
+        return self._error_page(ctx, InternalServerError(original_exception=error), environ)
 
-    @staticmethod
     def _find_errorhandler(
-        ctx: HTTPRequestContext, bp: Blueprint, error: Exception, *, log: bool
+        self, ctx: HTTPRequestContext, bp: Blueprint, error: Exception, *, log: bool
     ) -> tuple[Route | None, Exception]:
         """The handler for ``error`` and what it is given: the error itself, or the 500
-        that stands for an unexpected error no handler takes by class (logged if ``log``)."""
+        that stands for an unexpected error no handler takes by class (logged if ``log``).
+        In debug mode, such an error gets no handler: it is shown."""
         handler = bp.get_errorhandler(error)
         request = ctx.request
         if isinstance(error, HTTPException):
@@ -349,14 +361,25 @@ class Kyoukai(MethodShortcuts):
             logger.error(
                 "Unhandled exception in %s %s", request.method, request.path, exc_info=error
             )
+        if self.debug:
+            return None, error
         server_error = InternalServerError(original_exception=error)
         return bp.get_errorhandler(server_error), server_error
 
-    @staticmethod
-    def _error_page(error: Exception, environ: dict[str, Any]) -> Response:
-        """The default response for an error no handler took."""
+    def _error_page(
+        self, ctx: HTTPRequestContext, error: Exception, environ: dict[str, Any]
+    ) -> Response:
+        """The default response for an error no handler took (in debug mode, the traceback
+        of an unexpected error)."""
         if not isinstance(error, HTTPException):
             error = InternalServerError(original_exception=error)
+        original = getattr(error, "original_exception", None)
+        if (
+            self.debug
+            and isinstance(original, Exception)
+            and not isinstance(original, HTTPException)
+        ):
+            return traceback_response(original, ctx.request, self.response_class)
         return error.get_response(environ)
 
     # -- serving ----------------------------------------------------------------------------
@@ -367,6 +390,7 @@ class Kyoukai(MethodShortcuts):
         port: int = 4444,
         *,
         component: Any = None,
+        debug: bool | None = None,
         **server_options: Any,
     ) -> None:
         """Serve the application with the built-in HTTP server until SIGINT or SIGTERM.
@@ -374,11 +398,13 @@ class Kyoukai(MethodShortcuts):
         :param ip: The address to listen on.
         :param port: The port to listen on.
         :param component: A :class:`~kyoukai.asphalt.KyoukaiComponent` to take settings from.
+        :param debug: Set :attr:`debug` first (``None`` keeps it).
         :param server_options: Server settings (limits, timeouts, ``ssl``); see the server
             documentation.
         """
         from kyoukai.backends._server import run_server
 
+        self._set_debug(debug, ip)
         run_server(self, ip, port, component=component, **server_options)
 
     async def start(
@@ -388,6 +414,7 @@ class Kyoukai(MethodShortcuts):
         *,
         component: Any = None,
         base_context: Context | None = None,
+        debug: bool | None = None,
         **server_options: Any,
     ) -> KyoukaiServer:
         """Start the built-in HTTP server in the running event loop and return its handle.
@@ -396,14 +423,31 @@ class Kyoukai(MethodShortcuts):
         :param port: The port to listen on (``0`` picks a free one; see the handle's ``port``).
         :param component: A :class:`~kyoukai.asphalt.KyoukaiComponent` to take settings from.
         :param base_context: The parent context of every request context.
+        :param debug: Set :attr:`debug` first (``None`` keeps it).
         :param server_options: Server settings (limits, timeouts, ``ssl``).
         :return: The server handle; ``await handle.stop()`` shuts it down gracefully.
         """
         from kyoukai.backends._server import start_server
 
+        self._set_debug(debug, ip)
         return await start_server(
             self, ip, port, component=component, base_context=base_context, **server_options
         )
+
+    def _set_debug(self, debug: bool | None, ip: str) -> None:
+        if debug is not None:
+            self.debug = debug
+        self.warn_debug(ip)
+
+    def warn_debug(self, ip: str) -> None:
+        """Log a warning if :attr:`debug` is on, a loud one unless ``ip`` is a loopback
+        address. :meth:`run` and :meth:`start` call it; so should anything else that starts
+        serving the application.
+
+        :param ip: The address the application is about to serve.
+        """
+        if self.debug:
+            warn_debug(self.name, ip)
 
 
 def _status_of(error: Exception) -> int | None:
