@@ -32,6 +32,14 @@ class PlainPaymentError(HTTPException):
     code = 402
 
 
+@pytest.fixture
+def inner(app: TestKyoukai) -> Blueprint:
+    """A blueprint under ``/inner``, child of the root."""
+    bp = Blueprint("inner", prefix="/inner")
+    app.register_blueprint(bp)
+    return bp
+
+
 def kyoukai_errors(caplog: pytest.LogCaptureFixture, start: str) -> list[logging.LogRecord]:
     return [
         r
@@ -133,10 +141,7 @@ async def test_handler_for_an_http_exception_class(app: TestKyoukai) -> None:
     assert (resp.status_code, resp.json) == (402, {"error": "pay first"})
 
 
-async def test_innermost_blueprint_first(app: TestKyoukai) -> None:
-    inner = Blueprint("inner", prefix="/inner")
-    app.register_blueprint(inner)
-
+async def test_innermost_blueprint_first(app: TestKyoukai, inner: Blueprint) -> None:
     @inner.route("/")
     async def in_inner(ctx):
         raise DomainError
@@ -157,11 +162,8 @@ async def test_innermost_blueprint_first(app: TestKyoukai) -> None:
     assert (await app.get("/")).get_data() == b"root"
 
 
-async def test_blueprint_chain_before_class_specificity(app: TestKyoukai) -> None:
+async def test_blueprint_chain_before_class_specificity(app: TestKyoukai, inner: Blueprint) -> None:
     # The innermost blueprint with any handler on the MRO wins over a closer match further out.
-    inner = Blueprint("inner", prefix="/inner")
-    app.register_blueprint(inner)
-
     @inner.route("/")
     async def in_inner(ctx):
         raise OutOfStock
@@ -177,10 +179,7 @@ async def test_blueprint_chain_before_class_specificity(app: TestKyoukai) -> Non
     assert (await app.get("/inner/")).get_data() == b"inner domain"
 
 
-async def test_codes_across_the_chain_before_classes(app: TestKyoukai) -> None:
-    inner = Blueprint("inner", prefix="/inner")
-    app.register_blueprint(inner)
-
+async def test_codes_across_the_chain_before_classes(app: TestKyoukai, inner: Blueprint) -> None:
     @inner.route("/<int:code>")
     async def fail(ctx, code):
         abort(code)
@@ -198,10 +197,7 @@ async def test_codes_across_the_chain_before_classes(app: TestKyoukai) -> None:
     assert (resp.status_code, resp.get_data()) == (403, b"inner catch-all")
 
 
-async def test_http_exception_class_counts_as_its_code(app: TestKyoukai) -> None:
-    inner = Blueprint("inner", prefix="/inner")
-    app.register_blueprint(inner)
-
+async def test_http_exception_class_counts_as_its_code(app: TestKyoukai, inner: Blueprint) -> None:
     @inner.route("/<kind>")
     async def fail(ctx, kind):
         raise PaymentRequired if kind == "werkzeug" else PlainPaymentError
@@ -354,3 +350,8 @@ def test_get_errorhandler_by_class_and_by_code() -> None:
 def test_errorhandler_refuses_what_it_cannot_handle(args: tuple, message: str) -> None:
     with pytest.raises(TypeError, match=message):
         Blueprint("bp").errorhandler(*args)(lambda ctx, exc: None)
+
+
+def test_route_group_errorhandler_refuses_a_bad_key_when_decorating() -> None:
+    with pytest.raises(TypeError, match="a range of codes needs status codes"):
+        errorhandler(DomainError, 500)

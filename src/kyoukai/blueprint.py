@@ -270,22 +270,7 @@ class Blueprint(MethodShortcuts, HookHolder):
         :raises TypeError: If ``startcode`` is neither a status code nor an
             :class:`Exception` subclass, or a class comes with a range.
         """
-        keys: Iterable[int | type[Exception]]
-        given: object = startcode  # checked at run time: the annotation is not enforced
-        if isinstance(given, type) and issubclass(given, Exception):
-            if endcode is not None or step is not None:
-                raise TypeError(
-                    f"a range of codes needs status codes, not {given.__name__}: register "
-                    "the class on its own, or give the range's first status code"
-                )
-            keys = (given,)
-        elif isinstance(given, int) and not isinstance(given, bool):
-            keys = range(given, endcode, step or 1) if endcode is not None else (given,)
-        else:
-            raise TypeError(
-                "error handlers are registered for a status code or an Exception subclass, "
-                f"not {startcode!r}"
-            )
+        keys = errorhandler_keys(startcode, endcode, step)
         if isinstance(cbl, Route):
             route = cbl
         else:
@@ -545,6 +530,30 @@ def get_rg_bp(group: RouteGroup) -> Blueprint:
     if not isinstance(bp, Blueprint):
         raise TypeError(f"{group!r} is not a route group instance")
     return bp
+
+
+def errorhandler_keys(
+    startcode: int | type[Exception], endcode: int | None = None, step: int | None = None
+) -> Iterable[int | type[Exception]]:
+    """The keys of :attr:`Blueprint.errorhandlers` an ``errorhandler()`` call stands for.
+
+    :raises TypeError: If ``startcode`` is neither a status code nor an :class:`Exception`
+        subclass, or a class comes with a range.
+    """
+    given: object = startcode  # checked at run time: the annotation is not enforced
+    if isinstance(given, type) and issubclass(given, Exception):
+        if endcode is not None or step is not None:
+            raise TypeError(
+                f"a range of codes needs status codes, not {given.__name__}: register "
+                "the class on its own, or give the range's first status code"
+            )
+        return (given,)
+    if isinstance(given, int) and not isinstance(given, bool):
+        return range(given, endcode, step or 1) if endcode is not None else (given,)
+    raise TypeError(
+        "error handlers are registered for a status code or an Exception subclass, "
+        f"not {startcode!r}"
+    )
 
 
 def _has_code(cls: type, code: int) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from kyoukai._hooks import check_hook_type
 from kyoukai._types import F
-from kyoukai.blueprint import ROUTE_GROUP_ATTRIBUTE, Blueprint, get_rg_bp
+from kyoukai.blueprint import ROUTE_GROUP_ATTRIBUTE, Blueprint, errorhandler_keys, get_rg_bp
 from kyoukai.route import DEFAULT_METHODS, Route
 
 __all__ = [
@@ -167,6 +167,8 @@ def errorhandler(
 ) -> Callable[[F], F]:
     """Mark a route group method as the group's handler for a status code, a range of codes
     or an exception class (see :meth:`Blueprint.errorhandler`). Stack it for several."""
+
+    errorhandler_keys(startcode, endcode, step)  # refuse a bad key now, not per instance
 
     def decorator(func: F) -> F:
         marked: Any = func
