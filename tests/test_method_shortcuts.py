@@ -3,6 +3,8 @@ the test application."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from kyoukai import Blueprint, Kyoukai, Route, TestKyoukai
@@ -104,3 +106,12 @@ async def test_route_group_shortcuts(app: TestKyoukai) -> None:
     for method in ("PUT", "PATCH", "DELETE"):
         assert (await app.request(method, "/things/2")).get_data() == f"{method} 2".encode()
     assert (await app.request("GET", "/things/2")).status_code == 405
+
+
+async def test_test_app_requests_are_awaitables_for_gather(app: TestKyoukai) -> None:
+    @app.get("/<int:n>")
+    async def number(ctx, n):
+        return str(n)
+
+    responses = await asyncio.gather(app.get("/1"), app.get("/2"))
+    assert [r.get_data() for r in responses] == [b"1", b"2"]

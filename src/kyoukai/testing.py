@@ -199,7 +199,9 @@ class RequestOrRoute:
     A test application is both a client and an application, so ``app.get(url)`` is both:
     awaited, it sends the request (keyword arguments as for :meth:`TestKyoukai.request`);
     used as a decorator, it adds the route (keyword arguments as for ``route()``). Nothing
-    happens until one of the two is done.
+    happens until one of the two is done. It is an awaitable, not a coroutine:
+    ``asyncio.ensure_future`` and ``gather`` take it, ``create_task`` wants
+    ``app.request(...)``.
     """
 
     __slots__ = ("_app", "_kwargs", "_method", "_url")
