@@ -649,3 +649,18 @@ def test_kyoukai_is_an_asphalt_component_entry_point() -> None:
     from asphalt.core.component import component_types
 
     assert component_types.resolve("kyoukai") is KyoukaiComponent
+
+
+async def test_debug_key_turns_on_debug_mode_with_a_warning(
+    app: Kyoukai, caplog: pytest.LogCaptureFixture
+) -> None:
+    from asphalt.core import Context
+
+    assert KyoukaiComponent(app).debug is False
+    component = KyoukaiComponent(app, debug=True, run_server=False)
+    async with Context() as ctx:
+        await component.start(ctx)
+        assert app.debug is True
+    assert any("debug" in record.getMessage().lower() for record in caplog.records)
+    with pytest.raises(TypeError, match="debug must be true or false"):
+        KyoukaiComponent(app, debug="yes")

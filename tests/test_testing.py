@@ -171,6 +171,51 @@ async def test_wrap_existing_app_shares_event_listeners() -> None:
     assert sorted(seen) == ["on the app", "on the wrapper"]
 
 
+async def test_wrap_existing_app_testing_bp() -> None:
+    other_app = Kyoukai("my_app")
+
+    @other_app.route("/old")
+    async def old(ctx):
+        return "old"
+
+    client = TestKyoukai.wrap_existing_app(other_app)
+    with client.testing_bp() as bp:
+
+        @bp.route("/new")
+        async def new(ctx):
+            return "new"
+
+        assert (await client.get("/new")).get_data() == b"new"
+        assert (await client.get("/old")).status_code == 404
+    assert (await client.get("/old")).get_data() == b"old"
+    assert (await client.get("/new")).status_code == 404
+    assert other_app.root is not bp
+
+
+async def test_wrap_existing_app_testing_bp_keeps_process_request_override() -> None:
+    class Branded(Kyoukai):
+        async def process_request(self, request, parent_context):
+            response = await super().process_request(request, parent_context)
+            response.headers["X-Brand"] = self.name
+            return response
+
+    client = TestKyoukai.wrap_existing_app(Branded("branded"))
+    assert isinstance(client, Branded)
+    with client.testing_bp() as bp:
+
+        @bp.route("/")
+        async def index(ctx):
+            return "in the block"
+
+        resp = await client.get("/")
+    assert (resp.get_data(), resp.headers["X-Brand"]) == (b"in the block", "branded")
+    assert type(TestKyoukai.wrap_existing_app(Branded("again"))) is type(client)
+
+
+async def test_wrap_existing_test_app_keeps_its_class(app: TestKyoukai) -> None:
+    assert type(TestKyoukai.wrap_existing_app(app)) is TestKyoukai
+
+
 async def test_client_get(app: TestKyoukai) -> None:
     @app.route("/hello")
     async def hello(ctx):

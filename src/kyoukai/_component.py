@@ -32,7 +32,7 @@ logger = logging.getLogger("kyoukai.asphalt")
 SERVED_ELSEWHERE: ContextVar[bool] = ContextVar("kyoukai_served_elsewhere", default=False)
 
 #: Configuration keys of :class:`KyoukaiComponent` that are not server settings.
-COMPONENT_KEYS = ("resource_name", "access_log", "run_server", "ssl", "http2")
+COMPONENT_KEYS = ("resource_name", "access_log", "debug", "run_server", "ssl", "http2")
 
 
 class KyoukaiBaseComponent(Component):
@@ -49,7 +49,8 @@ class KyoukaiBaseComponent(Component):
     :param port: The port to listen on; ``0`` lets the system pick a free one.
     :param cfg: Further configuration. ``resource_name`` (default ``"default"``) names the
         application resource; ``access_log: false`` (default ``true``) stops the application
-        logging each request; subclasses define the other keys.
+        logging each request; ``debug: true`` (default ``false``) shows tracebacks of
+        unexpected errors, for development only; subclasses define the other keys.
     :raises TypeError: If ``app`` is not (or does not refer to) a Kyoukai application.
     :raises LookupError: If the reference cannot be imported.
     """
@@ -79,6 +80,9 @@ class KyoukaiBaseComponent(Component):
         self.resource_name: str = resource_name
         #: Whether the application logs each request (``Kyoukai.log_route``).
         self.access_log = get_bool(cfg, "access_log", default=True)
+        #: Whether the application answers unexpected errors with their traceback
+        #: (:attr:`Kyoukai.debug`); never on by default.
+        self.debug = get_bool(cfg, "debug", default=False)
         #: The running server (its handle), or ``None``.
         self.server: Any = None
         #: The context this component was started in: the parent of every request context.
@@ -99,6 +103,9 @@ class KyoukaiBaseComponent(Component):
             self.app.finalize()
         types: list[type] = [Kyoukai] if type(self.app) is Kyoukai else [Kyoukai, type(self.app)]
         ctx.add_resource(self.app, self.resource_name, types=types)
+        if self.debug:
+            self.app.debug = True
+            self.app.warn_debug(self.ip)
         if not self.access_log:
             # Per application, where the logging configuration of the ``kyoukai`` logger would
             # silence every application in the process.

@@ -25,6 +25,8 @@ from kyoukai._context import (
     RouteMatchedEvent,
     RouteReturnedEvent,
 )
+from kyoukai._debug import debugger_resource, is_debugger_request, traceback_response, warn_debug
+from kyoukai._shortcuts import MethodShortcuts
 from kyoukai._types import F, Handler
 from kyoukai.blueprint import Blueprint
 from kyoukai.route import DEFAULT_METHODS, Route
@@ -38,7 +40,7 @@ __all__ = ["Kyoukai"]
 logger = logging.getLogger("kyoukai")
 
 
-class Kyoukai:
+class Kyoukai(MethodShortcuts):
     """A Kyoukai web application.
 
     The application holds the root :class:`~kyoukai.blueprint.Blueprint` of the routing tree
@@ -59,6 +61,8 @@ class Kyoukai:
         built from handler return values.
     :param context_class: The :class:`~kyoukai.asphalt.HTTPRequestContext` subclass for
         request contexts.
+    :param debug: Answer unexpected errors with their traceback (see :attr:`debug`). For
+        development only: it shows source code and file paths to anyone who gets an error.
     """
 
     #: The class requests are built with.
@@ -93,6 +97,7 @@ class Kyoukai:
         request_class: type[Request] | None = None,
         response_class: type[Response] | None = None,
         context_class: type[HTTPRequestContext] | None = None,
+        debug: bool = False,
     ) -> None:
         #: The name of the application.
         self.name = application_name
@@ -103,6 +108,11 @@ class Kyoukai:
         #: Log every request through :meth:`log_route` (when the ``kyoukai`` logger is enabled
         #: for INFO). Set it to ``False`` to silence this application alone.
         self.access_log = True
+        #: Debug mode: an unexpected error (not an HTTP exception, and with no handler for
+        #: its class) is answered with Werkzeug's traceback page (plain text for clients that
+        #: do not accept HTML) instead of going to the 500 handlers. Off by default; the
+        #: servers log a warning when they start with it on.
+        self.debug = debug
         self._loop = loop
         if request_class is not None:
             self.request_class = request_class
@@ -138,9 +148,10 @@ class Kyoukai:
         return self._root.route(routing_url, methods, **kwargs)
 
     def errorhandler(
-        self, code: int, endcode: int | None = None, step: int | None = None
+        self, code: int | type[Exception], endcode: int | None = None, step: int | None = None
     ) -> Callable[[Callable[..., Any] | Route], Route]:
-        """Decorator: add an error handler to the root (see :meth:`Blueprint.errorhandler`)."""
+        """Decorator: add an error handler to the root, for a status code, a range of codes or
+        an exception class (see :meth:`Blueprint.errorhandler`)."""
         return self._root.errorhandler(code, endcode, step)
 
     def before_request(self, func: F) -> F:
@@ -232,6 +243,8 @@ class Kyoukai:
         """
         if not self._root.finalized:
             self.finalize()
+        if self.debug and is_debugger_request(request.environ.get("QUERY_STRING", "")):
+            return debugger_resource(request, self.response_class)
         log = self.access_log and logger.isEnabledFor(logging.INFO)
         started = time.perf_counter() if log else 0.0
         ctx = self.context_class(parent_context, request)
@@ -256,15 +269,9 @@ class Kyoukai:
                 response = await route.invoke_function(ctx, pre_hooks, post_hooks, params)
                 if self._on_returned.listeners:
                     self._on_returned.dispatch(ctx=ctx, result=response)
-        except HTTPException as exc:
-            ctx.exception = exc
-            logger.debug("HTTP exception in %s %s", request.method, request.path, exc_info=True)
-            response = await self.handle_httpexception(ctx, exc, environ)
         except Exception as exc:
             ctx.exception = exc
-            logger.exception("Unhandled exception in %s %s", request.method, request.path)
-            error = InternalServerError(original_exception=exc)
-            response = await self.handle_httpexception(ctx, error, environ)
+            response = await self.handle_httpexception(ctx, exc, environ)
         finally:
             torn_down = not ctx.deactivate(token) or await self._tear_down(ctx)
         if not torn_down:
@@ -294,51 +301,86 @@ class Kyoukai:
     async def handle_httpexception(
         self,
         ctx: HTTPRequestContext,
-        exception: HTTPException,
+        exception: Exception,
         environ: dict[str, Any] | None = None,
     ) -> Response:
-        """Turn an HTTP exception into a response, through the nearest error handler.
+        """Turn an error into a response, through the nearest error handler.
 
-        The handler is looked up by status code from the matched route's blueprint up to the
-        root (for unmatched requests, from the blueprint whose prefix fits the path). With no
-        handler, Werkzeug's default error page is sent. If the handler itself fails, the
-        failure goes to the 500 handler; if that fails too, a plain 500 is sent.
+        The handler is looked up as :meth:`Blueprint.get_errorhandler` describes (status code,
+        then exception class), from the matched route's blueprint out to the root (for
+        unmatched requests, from the blueprint whose prefix fits the path). An exception
+        that is not an :class:`~werkzeug.exceptions.HTTPException` and has no handler for its
+        class is logged and handled as a 500 (an
+        :class:`~werkzeug.exceptions.InternalServerError` whose ``original_exception`` it
+        is). With no handler, Werkzeug's default error page is sent. In :attr:`debug` mode,
+        such an unexpected error skips the 500 handlers and gets the traceback page.
+
+        If the handler fails, the failure is logged and handled the same way, once: the
+        failed handler is not called again, and if the next one fails too, a plain 500 is
+        sent. This method never raises.
 
         :param ctx: The request context.
-        :param exception: The exception to handle.
+        :param exception: The exception to handle: an ``HTTPException`` or any other error.
         :param environ: The WSGI environ (the request's if omitted).
         """
-        return await self._handle_error(ctx, exception, environ or ctx.environ, nested=False)
-
-    async def _handle_error(
-        self,
-        ctx: HTTPRequestContext,
-        exception: HTTPException,
-        environ: dict[str, Any],
-        *,
-        nested: bool,
-    ) -> Response:
+        environ = environ or ctx.environ
         bp = ctx.bp if ctx.bp is not None else self._root.find_blueprint_for_path(ctx.request.path)
-        handler = bp.get_errorhandler(exception) if exception.code is not None else None
-        if handler is None:
-            return exception.get_response(environ)
-        try:
-            response = await handler.invoke_function(
-                ctx, [], [], {}, (exception,), default_status=exception.code
+        failed: Route | None = None
+        error = exception
+        for attempt in range(2):
+            handler, error = self._find_errorhandler(ctx, bp, error, log=attempt == 0)
+            if handler is None or handler is failed:
+                return self._error_page(ctx, error, environ)
+            try:
+                response = await handler.invoke_function(
+                    ctx, [], [], {}, (error,), default_status=_status_of(error)
+                )
+            except Exception as exc:
+                logger.exception("Error handler %r failed", handler)
+                failed, error = handler, exc
+                continue
+            if isinstance(error, MethodNotAllowed) and "Allow" not in response.headers:
+                response.headers["Allow"] = ", ".join(error.valid_methods or ())
+            return response
+        return self._error_page(ctx, InternalServerError(original_exception=error), environ)
+
+    def _find_errorhandler(
+        self, ctx: HTTPRequestContext, bp: Blueprint, error: Exception, *, log: bool
+    ) -> tuple[Route | None, Exception]:
+        """The handler for ``error`` and what it is given: the error itself, or the 500
+        that stands for an unexpected error no handler takes by class (logged if ``log``).
+        In debug mode, such an error gets no handler: it is shown."""
+        handler = bp.get_errorhandler(error)
+        request = ctx.request
+        if isinstance(error, HTTPException):
+            logger.debug("HTTP exception in %s %s", request.method, request.path, exc_info=error)
+            return handler, error
+        if handler is not None:
+            return handler, error
+        if log:
+            logger.error(
+                "Unhandled exception in %s %s", request.method, request.path, exc_info=error
             )
-        except Exception as exc:
-            logger.exception("Error handler %r failed", handler)
-            if nested:
-                return InternalServerError().get_response(environ)
-            error = (
-                exc
-                if isinstance(exc, HTTPException)
-                else InternalServerError(original_exception=exc)
-            )
-            return await self._handle_error(ctx, error, environ, nested=True)
-        if isinstance(exception, MethodNotAllowed) and "Allow" not in response.headers:
-            response.headers["Allow"] = ", ".join(exception.valid_methods or ())
-        return response
+        if self.debug:
+            return None, error
+        server_error = InternalServerError(original_exception=error)
+        return bp.get_errorhandler(server_error), server_error
+
+    def _error_page(
+        self, ctx: HTTPRequestContext, error: Exception, environ: dict[str, Any]
+    ) -> Response:
+        """The default response for an error no handler took (in debug mode, the traceback
+        of an unexpected error)."""
+        if not isinstance(error, HTTPException):
+            error = InternalServerError(original_exception=error)
+        original = getattr(error, "original_exception", None)
+        if (
+            self.debug
+            and isinstance(original, Exception)
+            and not isinstance(original, HTTPException)
+        ):
+            return traceback_response(original, ctx.request, self.response_class)
+        return error.get_response(environ)
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -348,6 +390,7 @@ class Kyoukai:
         port: int = 4444,
         *,
         component: Any = None,
+        debug: bool | None = None,
         **server_options: Any,
     ) -> None:
         """Serve the application with the built-in HTTP server until SIGINT or SIGTERM.
@@ -355,11 +398,13 @@ class Kyoukai:
         :param ip: The address to listen on.
         :param port: The port to listen on.
         :param component: A :class:`~kyoukai.asphalt.KyoukaiComponent` to take settings from.
+        :param debug: Set :attr:`debug` first (``None`` keeps it).
         :param server_options: Server settings (limits, timeouts, ``ssl``); see the server
             documentation.
         """
         from kyoukai.backends._server import run_server
 
+        self._set_debug(debug, ip)
         run_server(self, ip, port, component=component, **server_options)
 
     async def start(
@@ -369,6 +414,7 @@ class Kyoukai:
         *,
         component: Any = None,
         base_context: Context | None = None,
+        debug: bool | None = None,
         **server_options: Any,
     ) -> KyoukaiServer:
         """Start the built-in HTTP server in the running event loop and return its handle.
@@ -377,11 +423,33 @@ class Kyoukai:
         :param port: The port to listen on (``0`` picks a free one; see the handle's ``port``).
         :param component: A :class:`~kyoukai.asphalt.KyoukaiComponent` to take settings from.
         :param base_context: The parent context of every request context.
+        :param debug: Set :attr:`debug` first (``None`` keeps it).
         :param server_options: Server settings (limits, timeouts, ``ssl``).
         :return: The server handle; ``await handle.stop()`` shuts it down gracefully.
         """
         from kyoukai.backends._server import start_server
 
+        self._set_debug(debug, ip)
         return await start_server(
             self, ip, port, component=component, base_context=base_context, **server_options
         )
+
+    def _set_debug(self, debug: bool | None, ip: str) -> None:
+        if debug is not None:
+            self.debug = debug
+        self.warn_debug(ip)
+
+    def warn_debug(self, ip: str) -> None:
+        """Log a warning if :attr:`debug` is on, a loud one unless ``ip`` is a loopback
+        address. :meth:`run` and :meth:`start` call it; so should anything else that starts
+        serving the application.
+
+        :param ip: The address the application is about to serve.
+        """
+        if self.debug:
+            warn_debug(self.name, ip)
+
+
+def _status_of(error: Exception) -> int | None:
+    """The status a bare body returned by the error's handler is sent with."""
+    return error.code if isinstance(error, HTTPException) else 500

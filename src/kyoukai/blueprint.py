@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BuildError, Map, MapAdapter, Rule, Submount
 
 from kyoukai._hooks import HookHolder, check_hook_type
+from kyoukai._shortcuts import MethodShortcuts
 from kyoukai._types import Handler, HookType
 from kyoukai.route import DEFAULT_METHODS, Route
 
@@ -36,7 +37,7 @@ MATCH_CACHE_SIZE = 1024
 _PURE_CONVERTERS = tuple(Map.default_converters.values())
 
 
-class Blueprint(HookHolder):
+class Blueprint(MethodShortcuts, HookHolder):
     """A container of routes, and a node in the application's blueprint tree.
 
     :param name: The name of the blueprint; endpoints are named ``name.function``.
@@ -70,8 +71,8 @@ class Blueprint(HookHolder):
         self.children: list[Blueprint] = []
         #: Routes added to this blueprint.
         self.routes: list[Route] = []
-        #: Error handlers by status code.
-        self.errorhandlers: dict[int, Route] = {}
+        #: Error handlers by status code and by exception class.
+        self.errorhandlers: dict[int | type[Exception], Route] = {}
         #: ``True`` once the tree was finalized; routes can no longer be added.
         self.finalized = False
         #: The routing map built by :meth:`finalize` (the root's covers the whole tree).
@@ -252,35 +253,41 @@ class Blueprint(HookHolder):
     def add_errorhandler(
         self,
         cbl: Callable[..., Any] | Route,
-        startcode: int,
+        startcode: int | type[Exception],
         endcode: int | None = None,
         step: int | None = None,
     ) -> Route:
-        """Handle the status ``startcode`` (or the range ``startcode`` to ``endcode``, exclusive).
+        """Handle the status ``startcode`` (or the range ``startcode`` to ``endcode``, exclusive),
+        or the exception class ``startcode`` and its subclasses.
 
         The handler is called as ``handler(ctx, exception)``; its return value becomes the
-        response, with the error's status unless it sets one. Error handlers run no hooks and
-        convert no arguments. One blueprint has one handler per code.
+        response, with the error's status (500 for an exception that is not an
+        :class:`~werkzeug.exceptions.HTTPException`) unless it sets one. Error handlers run no
+        hooks and convert no arguments. One blueprint has one handler per code and per class.
+        :meth:`get_errorhandler` tells which handler an error goes to.
 
         :return: The error handler's :class:`Route`.
+        :raises TypeError: If ``startcode`` is neither a status code nor an
+            :class:`Exception` subclass, or a class comes with a range.
         """
+        keys = errorhandler_keys(startcode, endcode, step)
         if isinstance(cbl, Route):
             route = cbl
         else:
             route = Route(cbl, should_invoke_hooks=False, do_argument_checking=False)
         if route.bp is None:
             route.bp = self
-        codes = range(startcode, endcode, step or 1) if endcode is not None else (startcode,)
-        for code in codes:
-            self.errorhandlers[code] = route
+        for key in keys:
+            self.errorhandlers[key] = route
         return route
 
     def errorhandler(
-        self, code: int, endcode: int | None = None, step: int | None = None
+        self, code: int | type[Exception], endcode: int | None = None, step: int | None = None
     ) -> Callable[[Callable[..., Any] | Route], Route]:
-        """Decorator: handle the status ``code`` (or a range up to ``endcode``, exclusive).
+        """Decorator: handle the status ``code`` (or a range up to ``endcode``, exclusive), or
+        the exception class ``code`` and its subclasses (see :meth:`add_errorhandler`).
 
-        Stack it to handle several codes with one function.
+        Stack it to handle several codes or classes with one function.
         """
 
         def decorator(func: Callable[..., Any] | Route) -> Route:
@@ -288,18 +295,47 @@ class Blueprint(HookHolder):
 
         return decorator
 
-    def get_errorhandler(self, exc: HTTPException | int) -> Route | None:
-        """The handler for an error here or, failing that, in the nearest parent.
+    def get_errorhandler(self, exc: BaseException | int) -> Route | None:
+        """The handler an error goes to, from this blueprint out to the root.
 
-        :param exc: An :class:`~werkzeug.exceptions.HTTPException` or a status code.
+        The lookup order is Flask's:
+
+        1. By status code, for an :class:`~werkzeug.exceptions.HTTPException` (or a code):
+           from this blueprint out to the root, the first blueprint that has a handler for
+           the code wins. A handler registered for an ``HTTPException`` subclass that
+           carries that code (``errorhandler(PaymentRequired)``) counts here, before the
+           plain code, for instances of the class.
+        2. By class: from this blueprint out to the root, the first blueprint that has a
+           handler for a class of the exception's MRO (the most derived first) wins.
+
+        Codes come first across the whole chain so that a broad class handler
+        (``errorhandler(HTTPException)`` or ``errorhandler(Exception)``) in an inner
+        blueprint does not shadow a precise status handler further out.
+
+        :param exc: An exception, or a status code (step 1 only).
+        :return: The handler's :class:`Route`, or ``None`` if nothing handles the error.
         """
-        code = exc if isinstance(exc, int) else exc.code
-        bp: Blueprint | None = self
-        while bp is not None:
-            handler = bp.errorhandlers.get(code)  # type: ignore[arg-type]
-            if handler is not None:
-                return handler
-            bp = bp._parent
+        if isinstance(exc, int):
+            code: int | None = exc
+            mro: tuple[type, ...] = ()
+        else:
+            code = exc.code if isinstance(exc, HTTPException) else None
+            mro = type(exc).__mro__
+        chain = self.tree_path[::-1]
+        if code is not None:
+            for bp in chain:
+                for cls in mro:
+                    handler = bp.errorhandlers.get(cls) if _has_code(cls, code) else None
+                    if handler is not None:
+                        return handler
+                handler = bp.errorhandlers.get(code)
+                if handler is not None:
+                    return handler
+        for bp in chain:
+            for cls in mro:
+                handler = bp.errorhandlers.get(cls)
+                if handler is not None:
+                    return handler
         return None
 
     def find_blueprint_for_path(self, path: str) -> Blueprint:
@@ -494,6 +530,35 @@ def get_rg_bp(group: RouteGroup) -> Blueprint:
     if not isinstance(bp, Blueprint):
         raise TypeError(f"{group!r} is not a route group instance")
     return bp
+
+
+def errorhandler_keys(
+    startcode: int | type[Exception], endcode: int | None = None, step: int | None = None
+) -> Iterable[int | type[Exception]]:
+    """The keys of :attr:`Blueprint.errorhandlers` an ``errorhandler()`` call stands for.
+
+    :raises TypeError: If ``startcode`` is neither a status code nor an :class:`Exception`
+        subclass, or a class comes with a range.
+    """
+    given: object = startcode  # checked at run time: the annotation is not enforced
+    if isinstance(given, type) and issubclass(given, Exception):
+        if endcode is not None or step is not None:
+            raise TypeError(
+                f"a range of codes needs status codes, not {given.__name__}: register "
+                "the class on its own, or give the range's first status code"
+            )
+        return (given,)
+    if isinstance(given, int) and not isinstance(given, bool):
+        return range(given, endcode, step or 1) if endcode is not None else (given,)
+    raise TypeError(
+        "error handlers are registered for a status code or an Exception subclass, "
+        f"not {startcode!r}"
+    )
+
+
+def _has_code(cls: type, code: int) -> bool:
+    """True for an :class:`HTTPException` subclass whose status is ``code``."""
+    return issubclass(cls, HTTPException) and cls.code == code
 
 
 _RULE_ARGUMENT = re.compile(r"<(?:[^<>]*:)?([A-Za-z_][A-Za-z0-9_]*)>")

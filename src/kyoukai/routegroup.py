@@ -1,7 +1,8 @@
 """Route groups: classes whose methods are routes, hooks and error handlers.
 
 A route group keeps shared state on ``self`` instead of in globals. Mark methods with
-:func:`route`, :func:`errorhandler`, :func:`before_request`/:func:`after_request` (or
+:func:`route` (or :func:`get`, :func:`post`, :func:`put`, :func:`patch`, :func:`delete`),
+:func:`errorhandler`, :func:`before_request`/:func:`after_request` (or
 :func:`hook`); each instance builds its own :class:`~kyoukai.blueprint.Blueprint` from them.
 Keyword arguments in the class statement (``class Api(RouteGroup, prefix="/api")``) are passed
 to that blueprint.
@@ -15,7 +16,7 @@ from typing import Any
 
 from kyoukai._hooks import check_hook_type
 from kyoukai._types import F
-from kyoukai.blueprint import ROUTE_GROUP_ATTRIBUTE, Blueprint, get_rg_bp
+from kyoukai.blueprint import ROUTE_GROUP_ATTRIBUTE, Blueprint, errorhandler_keys, get_rg_bp
 from kyoukai.route import DEFAULT_METHODS, Route
 
 __all__ = [
@@ -23,9 +24,14 @@ __all__ = [
     "RouteGroupType",
     "after_request",
     "before_request",
+    "delete",
     "errorhandler",
+    "get",
     "get_rg_bp",
     "hook",
+    "patch",
+    "post",
+    "put",
     "route",
 ]
 
@@ -130,11 +136,39 @@ def route(url: str, methods: Iterable[str] = DEFAULT_METHODS, **kwargs: Any) -> 
     return decorator
 
 
+def get(url: str, **kwargs: Any) -> Callable[[F], F]:
+    """Mark a route group method as a ``GET`` route (it answers ``HEAD`` too); as
+    ``route(url, methods=["GET"])``."""
+    return route(url, ("GET",), **kwargs)
+
+
+def post(url: str, **kwargs: Any) -> Callable[[F], F]:
+    """Mark a route group method as a ``POST`` route: ``route(url, methods=["POST"])``."""
+    return route(url, ("POST",), **kwargs)
+
+
+def put(url: str, **kwargs: Any) -> Callable[[F], F]:
+    """Mark a route group method as a ``PUT`` route: ``route(url, methods=["PUT"])``."""
+    return route(url, ("PUT",), **kwargs)
+
+
+def patch(url: str, **kwargs: Any) -> Callable[[F], F]:
+    """Mark a route group method as a ``PATCH`` route: ``route(url, methods=["PATCH"])``."""
+    return route(url, ("PATCH",), **kwargs)
+
+
+def delete(url: str, **kwargs: Any) -> Callable[[F], F]:
+    """Mark a route group method as a ``DELETE`` route: ``route(url, methods=["DELETE"])``."""
+    return route(url, ("DELETE",), **kwargs)
+
+
 def errorhandler(
-    startcode: int, endcode: int | None = None, step: int | None = None
+    startcode: int | type[Exception], endcode: int | None = None, step: int | None = None
 ) -> Callable[[F], F]:
-    """Mark a route group method as the group's handler for a status code or a range
-    (see :meth:`Blueprint.errorhandler`). Stack it for several codes."""
+    """Mark a route group method as the group's handler for a status code, a range of codes
+    or an exception class (see :meth:`Blueprint.errorhandler`). Stack it for several."""
+
+    errorhandler_keys(startcode, endcode, step)  # refuse a bad key now, not per instance
 
     def decorator(func: F) -> F:
         marked: Any = func

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -11,11 +11,13 @@ from urllib.parse import quote, urlencode, urlsplit
 from asphalt.core import Context
 from werkzeug.wrappers import Response
 
+from kyoukai._types import Handler
 from kyoukai.app import Kyoukai
 from kyoukai.blueprint import Blueprint
+from kyoukai.route import Route
 from kyoukai.wsgi import to_wsgi_environment
 
-__all__ = ["TestKyoukai"]
+__all__ = ["RequestOrRoute", "TestKyoukai"]
 
 #: Printable ASCII passes through unchanged; everything else is percent-encoded as UTF-8.
 _URL_SAFE = "".join(chr(code) for code in range(0x21, 0x7F))
@@ -68,14 +70,15 @@ class TestKyoukai(Kyoukai):
     ) -> TestKyoukai:
         """Wrap an existing application for testing.
 
-        The new object shares the other application's routing tree and settings, so
-        requests injected into it are processed exactly as ``other_app`` would.
+        The new object shares the other application's routing tree, settings and event
+        listeners, so requests injected into it are processed exactly as ``other_app`` would
+        process them. Its class derives from both this class and ``other_app``'s, so a
+        ``process_request`` override of the application still runs, on the wrapper:
+        :meth:`testing_bp` swaps the wrapper's root and leaves ``other_app`` alone.
         """
-        new = cls.__new__(cls)
+        new = object.__new__(_testing_class(cls, type(other_app)))
         new.__dict__.update(other_app.__dict__)
         new.base_context = base_context
-        # Requests go through the wrapped application's own processing (and its overrides).
-        new.process_request = other_app.process_request  # type: ignore[method-assign]
         # Both objects dispatch to the same listeners, whichever one they were connected on.
         for name in ("route_matched", "route_invoked", "route_returned"):
             getattr(cls, name).bound_signals[new] = getattr(other_app, name)
@@ -160,9 +163,10 @@ class TestKyoukai(Kyoukai):
             url = f"{url}{separator}{urlencode(params, doseq=True)}"
         return await self.inject_request(all_headers, url, method, body)
 
-    async def get(self, url: str, **kwargs: Any) -> Response:
-        """Send a ``GET`` request (see :meth:`request`)."""
-        return await self.request("GET", url, **kwargs)
+    def get(self, url: str, **kwargs: Any) -> RequestOrRoute:
+        """Send a ``GET`` request when awaited (see :meth:`request`); as a decorator, add a
+        ``GET`` route, as :meth:`Kyoukai.get` does."""
+        return RequestOrRoute(self, "GET", url, kwargs)
 
     async def head(self, url: str, **kwargs: Any) -> Response:
         """Send a ``HEAD`` request (see :meth:`request`)."""
@@ -172,18 +176,61 @@ class TestKyoukai(Kyoukai):
         """Send an ``OPTIONS`` request (see :meth:`request`)."""
         return await self.request("OPTIONS", url, **kwargs)
 
-    async def post(self, url: str, **kwargs: Any) -> Response:
-        """Send a ``POST`` request (see :meth:`request`)."""
-        return await self.request("POST", url, **kwargs)
+    def post(self, url: str, **kwargs: Any) -> RequestOrRoute:
+        """Send a ``POST`` request when awaited, or add a ``POST`` route (see :meth:`get`)."""
+        return RequestOrRoute(self, "POST", url, kwargs)
 
-    async def put(self, url: str, **kwargs: Any) -> Response:
-        """Send a ``PUT`` request (see :meth:`request`)."""
-        return await self.request("PUT", url, **kwargs)
+    def put(self, url: str, **kwargs: Any) -> RequestOrRoute:
+        """Send a ``PUT`` request when awaited, or add a ``PUT`` route (see :meth:`get`)."""
+        return RequestOrRoute(self, "PUT", url, kwargs)
 
-    async def patch(self, url: str, **kwargs: Any) -> Response:
-        """Send a ``PATCH`` request (see :meth:`request`)."""
-        return await self.request("PATCH", url, **kwargs)
+    def patch(self, url: str, **kwargs: Any) -> RequestOrRoute:
+        """Send a ``PATCH`` request when awaited, or add a ``PATCH`` route (see :meth:`get`)."""
+        return RequestOrRoute(self, "PATCH", url, kwargs)
 
-    async def delete(self, url: str, **kwargs: Any) -> Response:
-        """Send a ``DELETE`` request (see :meth:`request`)."""
-        return await self.request("DELETE", url, **kwargs)
+    def delete(self, url: str, **kwargs: Any) -> RequestOrRoute:
+        """Send a ``DELETE`` request when awaited, or add a ``DELETE`` route (see :meth:`get`)."""
+        return RequestOrRoute(self, "DELETE", url, kwargs)
+
+
+class RequestOrRoute:
+    """What :meth:`TestKyoukai.get` and its siblings return.
+
+    A test application is both a client and an application, so ``app.get(url)`` is both:
+    awaited, it sends the request (keyword arguments as for :meth:`TestKyoukai.request`);
+    used as a decorator, it adds the route (keyword arguments as for ``route()``). Nothing
+    happens until one of the two is done. It is an awaitable, not a coroutine:
+    ``asyncio.ensure_future`` and ``gather`` take it, ``create_task`` wants
+    ``app.request(...)``.
+    """
+
+    __slots__ = ("_app", "_kwargs", "_method", "_url")
+
+    def __init__(self, app: TestKyoukai, method: str, url: str, kwargs: dict[str, Any]) -> None:
+        self._app = app
+        self._method = method
+        self._url = url
+        self._kwargs = kwargs
+
+    def __await__(self) -> Generator[Any, None, Response]:
+        return self._app.request(self._method, self._url, **self._kwargs).__await__()
+
+    def __call__(self, func: Handler | Route) -> Route:
+        return self._app.route(self._url, (self._method,), **self._kwargs)(func)
+
+
+_mixed_classes: dict[tuple[type[TestKyoukai], type[Kyoukai]], type[TestKyoukai]] = {}
+
+
+def _testing_class(test_class: type[TestKyoukai], app_class: type[Kyoukai]) -> type[TestKyoukai]:
+    """``test_class`` with the overrides of ``app_class`` (for ``wrap_existing_app``)."""
+    if issubclass(test_class, app_class):
+        return test_class
+    if issubclass(app_class, test_class):
+        return app_class
+    mixed = _mixed_classes.get((test_class, app_class))
+    if mixed is None:
+        name = f"{test_class.__name__}[{app_class.__name__}]"
+        mixed = type(name, (test_class, app_class), {"__test__": False})
+        _mixed_classes[test_class, app_class] = mixed
+    return mixed

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import assert_type
 
-from kyoukai import Blueprint, HTTPRequestContext, Kyoukai, Route
-from kyoukai.routegroup import RouteGroup, route
+from werkzeug.wrappers import Response
+
+from kyoukai import Blueprint, HTTPRequestContext, Kyoukai, Route, TestKyoukai
+from kyoukai.routegroup import RouteGroup, delete, get, patch, post, put, route
 
 app = Kyoukai("typing")
 bp = Blueprint("typing_bp")
@@ -34,3 +36,58 @@ class Group(RouteGroup):
 async def check_group(group: Group, ctx: HTTPRequestContext) -> None:
     # route() returns the function itself, so the method keeps its signature.
     assert_type(await group.ping(ctx), str)
+
+
+@app.get("/items")
+async def list_items(ctx: HTTPRequestContext) -> str:
+    return "items"
+
+
+@app.post("/items")
+@app.put("/items/<int:id>")
+async def save_item(ctx: HTTPRequestContext, id: int = 0) -> str:
+    return "saved"
+
+
+@bp.patch("/users/<int:id>")
+@bp.delete("/users/<int:id>")
+async def change_user(ctx: HTTPRequestContext, id: int) -> str:
+    return str(id)
+
+
+assert_type(list_items, Route)
+assert_type(save_item, Route)
+assert_type(change_user, Route)
+
+
+class Shortcuts(RouteGroup):
+    @get("/a")
+    @post("/a")
+    async def a(self, ctx: HTTPRequestContext) -> int:
+        return 1
+
+    @put("/b")
+    @patch("/b")
+    @delete("/b")
+    def b(self, ctx: HTTPRequestContext) -> bytes:
+        return b"b"
+
+
+async def check_shortcut_group(group: Shortcuts, ctx: HTTPRequestContext) -> None:
+    assert_type(await group.a(ctx), int)
+    assert_type(group.b(ctx), bytes)
+
+
+client = TestKyoukai("client")
+
+
+@client.get("/")
+async def client_index(ctx: HTTPRequestContext) -> str:
+    return "index"
+
+
+async def check_client() -> None:
+    assert_type(client_index, Route)
+    assert_type(await client.get("/"), Response)
+    assert_type(await client.post("/", json={}), Response)
+    assert_type(await client.delete("/"), Response)
