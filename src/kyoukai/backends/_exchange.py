@@ -1,16 +1,16 @@
 """The one place a server calls the application: one request in, one response out.
 
-Every protocol hands its request's environ to :meth:`Exchange.respond`, so the rules around the call
-hold on all of them alike: the ``handler_timeout`` setting cancels a slow application and
+Every protocol runs its requests through :meth:`Exchange.serve`, so the rules around the
+call hold on all of them alike: the ``handler_timeout`` setting cancels a slow application and
 answers **503**, and an application that raises despite ``process_request``'s promise (a
-broken subclass) answers **500**, logged once. Cancellation is the protocol's: it passes
-through.
+broken subclass) answers **500**, logged once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
@@ -29,44 +29,61 @@ logger = logging.getLogger("kyoukai")
 
 
 class Exchange:
-    """Runs the application for the requests of one connection.
+    """Runs the application for the requests of one connection, and hands each response on.
+
+    :meth:`serve` is the body of a request's task: it runs the application and then calls
+    ``deliver(token, response)``, the protocol's own (synchronous) way of writing the
+    response; if that returns an awaitable (a streamed body, a full write buffer), it is
+    awaited. A request that is cancelled (the client went away, the server stopped) delivers
+    nothing.
 
     :param app: The application.
     :param parent_context: The parent of every request context.
     :param timeout: Seconds the application may take per request (``handler_timeout``), or
         ``None``.
+    :param deliver: Called with the protocol's token for the request and its response.
     """
 
-    __slots__ = ("_app", "_make_request", "_parent_context", "_timeout")
+    __slots__ = ("_app", "_deliver", "_make_request", "_parent_context", "_timeout")
 
-    def __init__(self, app: Kyoukai, parent_context: Context | None, timeout: float | None) -> None:
+    def __init__(
+        self,
+        app: Kyoukai,
+        parent_context: Context | None,
+        timeout: float | None,
+        deliver: Callable[[Any, Response], Awaitable[None] | None],
+    ) -> None:
         self._app = app
         self._parent_context = parent_context
         self._timeout = timeout
+        self._deliver = deliver
         self._make_request = request_factory(app.request_class)
 
-    async def respond(
-        self, environ: dict[str, Any], server: tuple[str, int | None] | None
-    ) -> Response:
-        """Build the request of ``environ``, run the application, return its response.
+    async def serve(
+        self, token: Any, environ: dict[str, Any], server: tuple[str, int | None] | None
+    ) -> None:
+        """Build the request of ``environ``, run the application, deliver its response.
 
-        Never raises but for cancellation.
-
+        :param token: What the protocol knows the request by (passed to ``deliver``).
         :param environ: The request's environ, body included.
         :param server: ``(host, port)`` of the local end, as Werkzeug's ``Request.server``.
         """
         try:
             request = self._make_request(environ, server)
             if self._timeout is None:
-                return await self._app.process_request(request, self._parent_context)
-            try:
-                async with asyncio.timeout(self._timeout):
-                    return await self._app.process_request(request, self._parent_context)
-            except TimeoutError:
-                logger.error("Handler for %s %s timed out", request.method, request.path)
-                return ServiceUnavailable().get_response(environ)
+                response = await self._app.process_request(request, self._parent_context)
+            else:
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        response = await self._app.process_request(request, self._parent_context)
+                except TimeoutError:
+                    logger.error("Handler for %s %s timed out", request.method, request.path)
+                    response = ServiceUnavailable().get_response(environ)
         except asyncio.CancelledError:
-            raise
+            return  # the client went away or the server is shutting down
         except Exception:
             logger.exception("Error handling %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"])
-            return InternalServerError().get_response(environ)
+            response = InternalServerError().get_response(environ)
+        pending = self._deliver(token, response)
+        if pending is not None:
+            await pending

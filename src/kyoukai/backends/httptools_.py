@@ -35,6 +35,7 @@ import enum
 import io
 import logging
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -132,7 +133,9 @@ class KyoukaiProtocol(Connection):
         self.app = component.app
         #: The parent context of every request context.
         self.parent_context = parent_context
-        self._exchange = Exchange(self.app, parent_context, state.settings.handler_timeout)
+        self._exchange = Exchange(
+            self.app, parent_context, state.settings.handler_timeout, self._deliver
+        )
         self._stage = _IDLE
         self._pipeline: deque[Cycle] = deque()
         #: The httptools parser; it calls the ``on_*`` methods.
@@ -365,11 +368,12 @@ class KyoukaiProtocol(Connection):
         pipeline = self._pipeline
         pipeline.append(cycle)
         loop = self.loop
+        # What create_task would do, less its wrapper and the per-task name formatting.
+        serve = self._exchange.serve(cycle, environ, self._server_address)
         if loop.get_task_factory() is None:
-            # What create_task would do, less its wrapper and the per-task name formatting.
-            cycle.task = asyncio.Task(self._handle(cycle), loop=loop, name=_TASK_NAME)
+            cycle.task = asyncio.Task(serve, loop=loop, name=_TASK_NAME)
         else:
-            cycle.task = loop.create_task(self._handle(cycle))
+            cycle.task = loop.create_task(serve)
         if len(pipeline) >= self._max_queue and self._flow is not None:
             # invariant: reading pauses only for a full pipeline
             self._queue_paused = True
@@ -480,22 +484,15 @@ class KyoukaiProtocol(Connection):
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def _handle(self, cycle: Cycle) -> None:
-        """Run the application for one request, then write every response that is due."""
-        environ = cycle.environ
-        assert environ is not None
-        try:
-            cycle.response = await self._exchange.respond(environ, self._server_address)
-        except asyncio.CancelledError:
-            return  # the client went away or the server is shutting down
+    def _deliver(self, cycle: Cycle, response: Response) -> Awaitable[None] | None:
+        """Take a request's response; write every response that is due, in request order."""
+        cycle.response = response
         pipeline = self._pipeline
         if pipeline and pipeline[0] is cycle:  # invariant: request order
             wait = self._write_ready()
             if wait is not Pending.NOTHING:
-                try:
-                    await self._write_rest(wait)
-                except (asyncio.CancelledError, ClientGone):
-                    pass
+                return self._write_rest(wait)
+        return None
 
     def _write_ready(self) -> StreamJob | Pending:
         """Write the responses at the head of the pipeline that are in memory, in order.
@@ -517,11 +514,17 @@ class KyoukaiProtocol(Connection):
                 return Pending.NOTHING
             if cycle.response is None:
                 return Pending.NOTHING
-            written = self._write_response(cycle)
-            if type(written) is StreamJob:
-                return written
+            prepared = prepare_response(cycle, self._state.date_line, self._state.closing)
+            if isinstance(prepared, StreamJob):
+                return prepared
+            data, more, keep_alive = prepared
+            transport = self.transport
+            assert transport is not None
+            transport.write(data)
+            if more is not None:
+                transport.write(more)
             pipeline.popleft()
-            if not written:
+            if not keep_alive:
                 self._close()
                 return Pending.NOTHING
         if self._closed:
@@ -547,39 +550,25 @@ class KyoukaiProtocol(Connection):
 
     async def _write_rest(self, wait: StreamJob | Pending) -> None:
         """Finish what :meth:`_write_ready` could not: streamed bodies and full buffers."""
-        while wait is not Pending.NOTHING:
-            flow = self._flow
-            assert self.transport is not None and flow is not None
-            if wait is Pending.DRAIN:
-                await flow.drain()
-            else:
-                assert isinstance(wait, StreamJob)
-                self.transport.write(wait.head)
-                ok = await write_stream(
-                    self.transport, flow, wait.stream, chunked=wait.chunked, length=wait.length
-                )
-                self._pipeline.popleft()
-                if not (wait.keep_alive and ok):
-                    self._close()
-                    return
-            wait = self._write_ready()
-
-    def _write_response(self, cycle: Cycle) -> StreamJob | bool:
-        """Write one response held in memory.
-
-        :return: Whether the connection stays open after it, or, for a streamed body, the job
-            the caller awaits.
-        """
-        prepared = prepare_response(cycle, self._state.date_line, self._state.closing)
-        if isinstance(prepared, StreamJob):
-            return prepared
-        data, more, keep_alive = prepared
-        transport = self.transport
-        assert transport is not None
-        transport.write(data)
-        if more is not None:
-            transport.write(more)
-        return keep_alive
+        try:
+            while wait is not Pending.NOTHING:
+                flow = self._flow
+                assert self.transport is not None and flow is not None
+                if wait is Pending.DRAIN:
+                    await flow.drain()
+                else:
+                    assert isinstance(wait, StreamJob)
+                    self.transport.write(wait.head)
+                    ok = await write_stream(
+                        self.transport, flow, wait.stream, chunked=wait.chunked, length=wait.length
+                    )
+                    self._pipeline.popleft()
+                    if not (wait.keep_alive and ok):
+                        self._close()
+                        return
+                wait = self._write_ready()
+        except (asyncio.CancelledError, ClientGone):
+            pass  # the client went away, or the server is shutting down
 
     def write_response(self, response: Response, fake_environ: dict[str, Any]) -> None:
         """Writes a Werkzeug response to the transport, whole, outside the request pipeline.
