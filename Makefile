@@ -19,8 +19,8 @@ demo: $(STAMP)
 
 ## test: install into .venv, check style and types, run the whole test suite, build the docs
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples bench docs/conf.py
-	$(VENV)/bin/ruff format --check src tests examples bench docs/conf.py
+	$(VENV)/bin/ruff check src tests examples bench docs/conf.py docs/_ext
+	$(VENV)/bin/ruff format --check src tests examples bench docs/conf.py docs/_ext
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 	$(MAKE) docs
@@ -32,13 +32,13 @@ docs: $(STAMP)
 
 ## lint: ruff (lint + format check) and mypy on src/
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples bench docs/conf.py
-	$(VENV)/bin/ruff format --check src tests examples bench docs/conf.py
+	$(VENV)/bin/ruff check src tests examples bench docs/conf.py docs/_ext
+	$(VENV)/bin/ruff format --check src tests examples bench docs/conf.py docs/_ext
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests examples bench docs/conf.py
-	$(VENV)/bin/ruff check --fix src tests examples bench docs/conf.py
+	$(VENV)/bin/ruff format src tests examples bench docs/conf.py docs/_ext
+	$(VENV)/bin/ruff check --fix src tests examples bench docs/conf.py docs/_ext
 
 ## bench: install wrk and the peers into bench/.venv, run the benchmark, print the ratios
 bench:

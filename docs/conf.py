@@ -8,8 +8,12 @@ cross-reference that does not resolve, fails the build.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import kyoukai
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "Kyoukai"
 author = "The Kyoukai developers"
@@ -22,6 +26,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
+    "http_exchanges",
 ]
 
 source_suffix = {".md": "markdown"}
