@@ -53,7 +53,8 @@ python_use_unqualified_type_names = True
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3", None),
     "werkzeug": ("https://werkzeug.palletsprojects.com/en/stable", None),
-    "asphalt": ("https://asphalt.readthedocs.io/en/4.12.0", None),
+    # As Asphalt's own component projects do (names it no longer has stay plain text).
+    "asphalt": ("https://asphalt.readthedocs.io/en/latest", None),
 }
 if not (os.environ.get("READTHEDOCS") or os.environ.get("KYOUKAI_DOCS_INTERSPHINX")):
     intersphinx_mapping = {}
