@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import kyoukai
 
@@ -98,3 +99,13 @@ html_title = f"Kyoukai {release}"
 html_static_path: list[str] = []
 pygments_style = "friendly"
 pygments_dark_style = "monokai"
+
+
+def _drop_object_base(app: Any, name: str, obj: Any, options: Any, bases: list[type]) -> None:
+    """List base classes other than ``object`` only: "Bases: object" tells nothing."""
+    if bases == [object]:
+        bases.clear()
+
+
+def setup(app: Any) -> None:
+    app.connect("autodoc-process-bases", _drop_object_base)
