@@ -1,4 +1,4 @@
-"""The guide's testing example, copied into a fresh project of its own and run with pytest."""
+"""The testing guide's example, copied into a fresh project of its own and run with pytest."""
 
 from __future__ import annotations
 
@@ -10,19 +10,16 @@ from pathlib import Path
 
 import pytest
 
-GUIDE = Path(__file__).parent.parent / "docs" / "guide.md"
-_BLOCK = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+GUIDE = Path(__file__).parent.parent / "docs" / "testing.md"
+_FILE_BLOCK = re.compile(
+    r"^```\{code-block\} \w+\n:caption: ([\w.]+\.(?:py|toml))\n(.*?)^```$",
+    re.MULTILINE | re.DOTALL,
+)
 
 
 def guide_files() -> dict[str, str]:
-    """The guide's code blocks whose first line names a file (``# hello.py``), by name."""
-    files = {}
-    for _language, code in _BLOCK.findall(GUIDE.read_text(encoding="utf-8")):
-        first_line = code.partition("\n")[0]
-        match = re.fullmatch(r"# ([\w.]+\.(?:py|toml))\b.*", first_line)
-        if match:
-            files[match.group(1)] = code
-    return files
+    """The guide's code blocks that are files (``:caption: hello.py``), by name."""
+    return dict(_FILE_BLOCK.findall(GUIDE.read_text(encoding="utf-8")))
 
 
 @pytest.mark.slow

@@ -144,14 +144,14 @@ class Kyoukai(MethodShortcuts):
     def route(
         self, routing_url: str, methods: Iterable[str] = DEFAULT_METHODS, **kwargs: Any
     ) -> Callable[[Handler | Route], Route]:
-        """Decorator: add a route to the root blueprint (see :meth:`Blueprint.route`)."""
+        """Decorator: add a route to the root blueprint (see :meth:`.Blueprint.route`)."""
         return self._root.route(routing_url, methods, **kwargs)
 
     def errorhandler(
         self, code: int | type[Exception], endcode: int | None = None, step: int | None = None
     ) -> Callable[[Callable[..., Any] | Route], Route]:
         """Decorator: add an error handler to the root, for a status code, a range of codes or
-        an exception class (see :meth:`Blueprint.errorhandler`)."""
+        an exception class (see :meth:`.Blueprint.errorhandler`)."""
         return self._root.errorhandler(code, endcode, step)
 
     def before_request(self, func: F) -> F:
@@ -163,7 +163,7 @@ class Kyoukai(MethodShortcuts):
         return self._root.after_request(func)
 
     def add_hook(self, type_: str, hook: Callable[..., Any]) -> Callable[..., Any]:
-        """Add a hook for every route (see :meth:`Blueprint.add_hook`)."""
+        """Add a hook for every route (see :meth:`.Blueprint.add_hook`)."""
         return self._root.add_hook(type_, hook)
 
     def register_blueprint(self, child: Blueprint) -> Blueprint:
@@ -179,7 +179,7 @@ class Kyoukai(MethodShortcuts):
     def add_route_group(
         self, group: RouteGroup | type[RouteGroup], *args: Any, **kwargs: Any
     ) -> Blueprint:
-        """Add a route group to the root blueprint (see :meth:`Blueprint.add_route_group`)."""
+        """Add a route group to the root blueprint (see :meth:`.Blueprint.add_route_group`)."""
         return self._root.add_route_group(group, *args, **kwargs)
 
     def finalize(self, **map_options: Any) -> Map:
@@ -199,7 +199,7 @@ class Kyoukai(MethodShortcuts):
     def url_for(
         self, environ: dict[str, Any], endpoint: str, *, method: str | None = None, **kwargs: Any
     ) -> str:
-        """Build the URL of ``endpoint`` relative to ``environ`` (see :meth:`Blueprint.url_for`).
+        """Build the URL of ``endpoint`` relative to ``environ`` (see :meth:`.Blueprint.url_for`).
 
         ``server_name`` and ``application_root`` fill in what the environ lacks.
         """
@@ -306,7 +306,7 @@ class Kyoukai(MethodShortcuts):
     ) -> Response:
         """Turn an error into a response, through the nearest error handler.
 
-        The handler is looked up as :meth:`Blueprint.get_errorhandler` describes (status code,
+        The handler is looked up as :meth:`.Blueprint.get_errorhandler` describes (status code,
         then exception class), from the matched route's blueprint out to the root (for
         unmatched requests, from the blueprint whose prefix fits the path). An exception
         that is not an :class:`~werkzeug.exceptions.HTTPException` and has no handler for its

@@ -177,7 +177,7 @@ class Blueprint(MethodShortcuts, HookHolder):
     # -- routes -----------------------------------------------------------------------------
 
     def wrap_route(self, cbl: Handler, *args: Any, **kwargs: Any) -> Route:
-        """Wrap a callable in a :class:`Route` (keyword arguments go to :class:`Route`)."""
+        """Wrap a callable in a :class:`.Route` (keyword arguments go to :class:`.Route`)."""
         return Route(cbl, *args, **kwargs)
 
     def add_route(
@@ -185,7 +185,7 @@ class Blueprint(MethodShortcuts, HookHolder):
     ) -> Route:
         """Add ``route`` under ``routing_url`` to this blueprint.
 
-        :param route: A route from :meth:`wrap_route` (or a :class:`Route` made directly).
+        :param route: A route from :meth:`wrap_route` (or a :class:`.Route` made directly).
         :param routing_url: A Werkzeug routing URL, e.g. ``"/users/<int:id>"``.
         :param methods: The methods this path answers.
         :return: The route, unchanged.
@@ -203,10 +203,10 @@ class Blueprint(MethodShortcuts, HookHolder):
     def route(
         self, routing_url: str, methods: Iterable[str] = DEFAULT_METHODS, **kwargs: Any
     ) -> Callable[[Handler | Route], Route]:
-        """Decorator: add the function (or an existing :class:`Route`) under ``routing_url``.
+        """Decorator: add the function (or an existing :class:`.Route`) under ``routing_url``.
 
         Stacking the decorator adds each path, with its own methods, to the same route.
-        Keyword arguments (``endpoint``, ``reverse_hooks``, ...) go to :class:`Route`.
+        Keyword arguments (``endpoint``, ``reverse_hooks``, ...) go to :class:`.Route`.
         """
 
         def decorator(func: Handler | Route) -> Route:
@@ -266,7 +266,7 @@ class Blueprint(MethodShortcuts, HookHolder):
         hooks and convert no arguments. One blueprint has one handler per code and per class.
         :meth:`get_errorhandler` tells which handler an error goes to.
 
-        :return: The error handler's :class:`Route`.
+        :return: The error handler's :class:`.Route`.
         :raises TypeError: If ``startcode`` is neither a status code nor an
             :class:`Exception` subclass, or a class comes with a range.
         """
@@ -313,7 +313,7 @@ class Blueprint(MethodShortcuts, HookHolder):
         blueprint does not shadow a precise status handler further out.
 
         :param exc: An exception, or a status code (step 1 only).
-        :return: The handler's :class:`Route`, or ``None`` if nothing handles the error.
+        :return: The handler's :class:`.Route`, or ``None`` if nothing handles the error.
         """
         if isinstance(exc, int):
             code: int | None = exc
@@ -489,7 +489,7 @@ class Blueprint(MethodShortcuts, HookHolder):
     ) -> str:
         """Build the URL of ``endpoint``, Flask style.
 
-        Prefer :meth:`HTTPRequestContext.url_for`, which passes the request's environ.
+        Prefer :meth:`.HTTPRequestContext.url_for`, which passes the request's environ.
 
         :param environment: The WSGI environ to build relative to.
         :param endpoint: ``blueprint.function`` or a custom endpoint name.

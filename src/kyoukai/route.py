@@ -90,7 +90,7 @@ class Route(HookHolder):
 
     A route remembers the paths it is reachable under (each with its own methods), its
     route-level hooks, and how to check and convert the path parameters passed to it.
-    Create one with :meth:`Blueprint.route` or :meth:`Blueprint.wrap_route`.
+    Create one with :meth:`.Blueprint.route` or :meth:`.Blueprint.wrap_route`.
 
     :param function: The handler: ``handler(ctx, **path_params)``, a coroutine function or a
         plain function.

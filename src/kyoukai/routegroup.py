@@ -98,7 +98,7 @@ class RouteGroup(metaclass=RouteGroupType):
 
 
 def route(url: str, methods: Iterable[str] = DEFAULT_METHODS, **kwargs: Any) -> Callable[[F], F]:
-    """Mark a route group method as a route under ``url`` (see :meth:`Blueprint.route`).
+    """Mark a route group method as a route under ``url`` (see :meth:`.Blueprint.route`).
 
     Returns the function itself, with these attributes: ``in_group``, ``rg_delegate``,
     ``route_url``, ``route_methods``, ``route_kwargs``, ``route_hooks`` and the decorators
@@ -166,7 +166,7 @@ def errorhandler(
     startcode: int | type[Exception], endcode: int | None = None, step: int | None = None
 ) -> Callable[[F], F]:
     """Mark a route group method as the group's handler for a status code, a range of codes
-    or an exception class (see :meth:`Blueprint.errorhandler`). Stack it for several."""
+    or an exception class (see :meth:`.Blueprint.errorhandler`). Stack it for several."""
 
     errorhandler_keys(startcode, endcode, step)  # refuse a bad key now, not per instance
 

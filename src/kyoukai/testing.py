@@ -49,7 +49,7 @@ class _TestingBpCtxManager:
 class TestKyoukai(Kyoukai):
     """An application that can be tested without a server.
 
-    Requests are built in process and go through :meth:`Kyoukai.process_request`, exactly as
+    Requests are built in process and go through :meth:`.Kyoukai.process_request`, exactly as
     a server would send them. The routing map is built on the first request (by
     ``process_request``).
 
@@ -165,7 +165,7 @@ class TestKyoukai(Kyoukai):
 
     def get(self, url: str, **kwargs: Any) -> RequestOrRoute:
         """Send a ``GET`` request when awaited (see :meth:`request`); as a decorator, add a
-        ``GET`` route, as :meth:`Kyoukai.get` does."""
+        ``GET`` route, as :meth:`.Kyoukai.get` does."""
         return RequestOrRoute(self, "GET", url, kwargs)
 
     async def head(self, url: str, **kwargs: Any) -> Response:
