@@ -74,26 +74,6 @@ nitpick_ignore_regex = [
     # Annotations that name a class imported only for type checking, or a private alias.
     (r"py:class", r"Context|Rule|ServerState|KyoukaiServer|RouteDecorator"),
 ]
-# Cross-references that name their targets without the module, in docstrings of
-# kyoukai/_context.py (the events, HTTPRequestContext.deactivate), kyoukai/_component.py
-# (KyoukaiBaseComponent.debug) and
-# kyoukai/backends/httptools_.py (its module docstring, get_formatted_response,
-# to_wsgi_environment). Remove each entry once its docstring is qualified (a leading dot,
-# :class:`.Kyoukai`, finds the target in any module).
-nitpick_ignore = [
-    ("py:attr", "Kyoukai.connection_lost"),
-    ("py:attr", "Kyoukai.debug"),
-    ("py:attr", "Kyoukai.connection_made"),
-    ("py:attr", "Kyoukai.route_invoked"),
-    ("py:attr", "Kyoukai.route_matched"),
-    ("py:attr", "Kyoukai.route_returned"),
-    ("py:meth", "close"),
-    ("py:func", "check_header"),
-    ("py:func", "build_environ"),
-    ("py:mod", "_http1"),
-    ("py:mod", "_server"),
-]
-
 html_theme = "furo"
 html_title = f"Kyoukai {release}"
 html_static_path: list[str] = []

@@ -95,23 +95,7 @@ def docstring_problems(qualname: str, obj: Any) -> list[str]:
     return problems
 
 
-#: Known gaps, in modules being restructured at the time the check was written. Each entry
-#: is a strict xfail: fill the docstring, and the test fails until its entry is removed.
-KNOWN_GAPS = {
-    "kyoukai.backends.httptools_": "KyoukaiProtocol.on_chunk_complete has no docstring",
-    "kyoukai.wsgi": "response_parts documents code, not response and environ",
-}
-
-
-@pytest.mark.parametrize(
-    "module_name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True))
-        if name in KNOWN_GAPS
-        else name
-        for name in DOCUMENTED_MODULES
-    ],
-)
+@pytest.mark.parametrize("module_name", DOCUMENTED_MODULES)
 def test_every_public_name_has_a_matching_docstring(module_name: str) -> None:
     problems = [
         problem

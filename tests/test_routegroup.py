@@ -352,3 +352,15 @@ async def test_route_group_instances_under_two_parents(app: TestKyoukai) -> None
 
     assert (await app.inject_request({}, "/first/name")).get_data() == b"one"
     assert (await app.inject_request({}, "/second/name")).get_data() == b"two"
+
+
+async def test_group_blueprint_name_can_be_given_in_the_class_statement() -> None:
+    class Named(RouteGroup, name="other", prefix="/n"):
+        @route("/")
+        async def index(self, ctx):
+            return "named"
+
+    app = TestKyoukai("app")
+    app.add_route_group(Named)
+    assert (await app.get("/n/")).get_data() == b"named"
+    assert app.root.children[0].name == "other"

@@ -81,7 +81,7 @@ class KyoukaiBaseComponent(Component):
         #: Whether the application logs each request (``Kyoukai.log_route``).
         self.access_log = get_bool(cfg, "access_log", default=True)
         #: Whether the application answers unexpected errors with their traceback
-        #: (:attr:`Kyoukai.debug`); never on by default.
+        #: (:attr:`.Kyoukai.debug`); never on by default.
         self.debug = get_bool(cfg, "debug", default=False)
         #: The running server (its handle), or ``None``.
         self.server: Any = None

@@ -101,9 +101,9 @@ class HTTPRequestContext(Context):
     def deactivate(self, token: Token[Context | None]) -> bool:
         """Undo :meth:`activate`; close the context at once if nothing needs tearing down.
 
-        :return: ``True`` when teardown callbacks wait: the caller then awaits :meth:`close`,
-            passing :attr:`exception`, so a per-request database session rolls back instead
-            of committing a failed request.
+        :return: ``True`` when teardown callbacks wait: the caller then awaits
+            :meth:`~asphalt.core.Context.close`, passing :attr:`exception`, so a per-request
+            database session rolls back instead of committing a failed request.
         """
         _current_context.reset(token)
         if self._teardown_callbacks:
@@ -139,7 +139,7 @@ _LEAN_CONTEXTS = _lean_contexts_match()
 
 
 class ConnectionMadeEvent(Event):
-    """Dispatched on :attr:`Kyoukai.connection_made` when a client connects to the server.
+    """Dispatched on :attr:`.Kyoukai.connection_made` when a client connects to the server.
 
     Not dispatched by WSGI/ASGI adapters, which do not see connections.
 
@@ -154,7 +154,7 @@ class ConnectionMadeEvent(Event):
 
 
 class ConnectionLostEvent(ConnectionMadeEvent):
-    """Dispatched on :attr:`Kyoukai.connection_lost` when a connection closes.
+    """Dispatched on :attr:`.Kyoukai.connection_lost` when a connection closes.
 
     :ivar protocol: The protocol object of the closed connection.
     """
@@ -176,20 +176,20 @@ class CtxEvent(Event):
 
 
 class RouteMatchedEvent(CtxEvent):
-    """Dispatched on :attr:`Kyoukai.route_matched` when a request matched a route
+    """Dispatched on :attr:`.Kyoukai.route_matched` when a request matched a route
     (``ctx.route``, ``ctx.params`` are set)."""
 
     __slots__ = ()
 
 
 class RouteInvokedEvent(CtxEvent):
-    """Dispatched on :attr:`Kyoukai.route_invoked` just before the route runs."""
+    """Dispatched on :attr:`.Kyoukai.route_invoked` just before the route runs."""
 
     __slots__ = ()
 
 
 class RouteReturnedEvent(CtxEvent):
-    """Dispatched on :attr:`Kyoukai.route_returned` after the route returned its response.
+    """Dispatched on :attr:`.Kyoukai.route_returned` after the route returned its response.
 
     :ivar result: The response the route returned.
     """

@@ -40,13 +40,15 @@ class RouteGroupType(type):
     """The metaclass of route groups: stores the class keyword arguments for the blueprint
     and builds the blueprint when the group is instantiated."""
 
+    # The class statement's own arguments are positional-only, so that the blueprint's
+    # keywords (``name=`` among them) never clash with them.
     def __new__(
-        mcs, name: str, bases: tuple[type, ...], class_body: dict[str, Any], **kwargs: Any
+        mcs, name: str, bases: tuple[type, ...], class_body: dict[str, Any], /, **kwargs: Any
     ) -> RouteGroupType:
         return super().__new__(mcs, name, bases, class_body)
 
     def __init__(
-        cls, name: str, bases: tuple[type, ...], class_body: dict[str, Any], **kwargs: Any
+        cls, name: str, bases: tuple[type, ...], class_body: dict[str, Any], /, **kwargs: Any
     ) -> None:
         super().__init__(name, bases, class_body)
         inherited: dict[str, Any] = {}

@@ -129,7 +129,7 @@ def to_wsgi_environment(
 ) -> dict[str, Any]:
     """Build a :pep:`3333` environ from the parts of a parsed request.
 
-    The same builder as the servers' (:func:`build_environ`), with ``localhost:80`` as the
+    The same builder as the servers' (:func:`.build_environ`), with ``localhost:80`` as the
     server's address; backends add ``REMOTE_ADDR`` and friends themselves.
 
     :param headers: ``(name, value)`` pairs, or a mapping of names to values.
@@ -153,7 +153,7 @@ RequestFactory = Callable[[dict[str, Any], "tuple[str, int | None] | None"], Req
 def request_factory(request_class: type[Request]) -> RequestFactory:
     """How a server makes ``request_class`` objects: ``make(environ, server)``.
 
-    Werkzeug's constructor re-reads and re-decodes what :func:`build_environ` has just
+    Werkzeug's constructor re-reads and re-decodes what :func:`.build_environ` has just
     written, and links the request from its environ: a reference cycle per request, left for
     the cyclic garbage collector, whose full passes stall every connection for milliseconds
     under load. Classes that keep Werkzeug's ``__init__`` are filled in directly from the
@@ -233,6 +233,8 @@ def response_parts(
     A body of bytes in memory (the common case) skips Werkzeug's ``get_wsgi_response``,
     whose remaining work (``Content-Length``, ``Location``) the head serialiser does anyway.
 
+    :param response: The response to write.
+    :param environ: The environ of the request it answers.
     :param code: The response's status code.
     :return: ``(headers, body, stream)``: ``headers`` is a sequence of ``(name, value)``;
         ``body`` is the whole body or ``None``; ``stream`` is then the WSGI app iterator, or
@@ -289,7 +291,7 @@ def get_formatted_response(response: Response, environ: dict[str, Any]) -> bytes
 
     :param response: The response to serialise.
     :param environ: The WSGI environ of the request it answers.
-    :raises ValueError: If a header could split the response (see :func:`check_header`).
+    :raises ValueError: If a header could split the response (see :func:`.check_header`).
     """
     app_iter, _, header_list = response.get_wsgi_response(environ)
     try:

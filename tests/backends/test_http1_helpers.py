@@ -13,13 +13,12 @@ from werkzeug.wrappers import Request
 from kyoukai import _head, wsgi
 from kyoukai._head import ResponseHeadError, error_response, render_head, status_line
 from kyoukai.backends._decode import ContentDecoder
-from kyoukai.backends._http1 import build_request_environ as build_environ
 from kyoukai.backends._http1 import (
     check_transfer_encoding,
     parse_content_length,
 )
 from kyoukai.backends._settings import STATUS_FOR, ProtocolError, ServerSettings
-from kyoukai.wsgi import environ_key, request_factory
+from kyoukai.wsgi import build_environ, environ_key, request_factory
 
 DATE = b"Date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
 SERVER = b"Server: Kyoukai/3.0.0.dev0\r\n"
@@ -384,7 +383,8 @@ BASE_ENVIRON = {
     ],
 )
 def test_request_factory_makes_what_werkzeug_makes(method: str, target: bytes) -> None:
-    environ, _, _ = build_environ(BASE_ENVIRON, method, "1.1", target, [(b"Host", b"h")])
+    path = target.decode("latin-1")
+    environ = build_environ(BASE_ENVIRON, method, "HTTP/1.1", path, [(b"Host", b"h")])
     made = request_factory(Request)(environ, ("127.0.0.1", 4444))
     built = Request(dict(environ), populate_request=False)
     for name in ("method", "scheme", "server", "root_path", "path", "query_string", "remote_addr"):
@@ -397,7 +397,7 @@ def test_request_factory_makes_what_werkzeug_makes(method: str, target: bytes) -
 
 
 def test_request_factory_honours_a_root_path() -> None:
-    environ, _, _ = build_environ(BASE_ENVIRON, "GET", "1.1", b"/x", [(b"Host", b"h")])
+    environ = build_environ(BASE_ENVIRON, "GET", "HTTP/1.1", "/x", [(b"Host", b"h")])
     environ["SCRIPT_NAME"] = "/app/"
     made = request_factory(Request)(environ, ("127.0.0.1", 4444))
     assert (made.root_path, made.path, made.url) == ("/app", "/x", "https://h/app/x")
@@ -414,7 +414,7 @@ def test_request_factory_uses_a_custom_constructor() -> None:
     class PlainSubclass(Request):
         pass
 
-    environ, _, _ = build_environ(BASE_ENVIRON, "GET", "1.1", b"/", [(b"Host", b"h")])
+    environ = build_environ(BASE_ENVIRON, "GET", "HTTP/1.1", "/", [(b"Host", b"h")])
     assert type(request_factory(TracingRequest)(environ, None)) is TracingRequest
     assert seen == [environ]
     assert "werkzeug.request" not in environ  # the constructor's link is cut

@@ -32,31 +32,36 @@ class Exchange:
     """Runs the application for the requests of one connection, and hands each response on.
 
     :meth:`serve` is the body of a request's task: it runs the application and then calls
-    ``deliver(token, response)``, the protocol's own (synchronous) way of writing the
-    response; if that returns an awaitable (a streamed body, a full write buffer), it is
-    awaited. A request that is cancelled (the client went away, the server stopped) delivers
-    nothing.
+    ``deliver(token, response)``, the protocol's own synchronous way of writing the response.
+    What that cannot finish at once (a streamed body, a full write buffer) it returns, and
+    ``finish(rest)`` is awaited with it; ``None`` means all is written. A request that is
+    cancelled (the client went away, the server stopped) delivers nothing.
 
     :param app: The application.
     :param parent_context: The parent of every request context.
     :param timeout: Seconds the application may take per request (``handler_timeout``), or
         ``None``.
-    :param deliver: Called with the protocol's token for the request and its response.
+    :param deliver: Called with the protocol's token for the request and its response;
+        returns what is left to write, or ``None``.
+    :param finish: Awaited with what ``deliver`` left.
     """
 
-    __slots__ = ("_app", "_deliver", "_make_request", "_parent_context", "_timeout")
+    __slots__ = ("_deliver", "_finish", "_make_request", "_parent_context", "_process", "_timeout")
 
     def __init__(
         self,
         app: Kyoukai,
         parent_context: Context | None,
         timeout: float | None,
-        deliver: Callable[[Any, Response], Awaitable[None] | None],
+        *,
+        deliver: Callable[[Any, Response], Any],
+        finish: Callable[[Any], Awaitable[None]],
     ) -> None:
-        self._app = app
+        self._process = app.process_request
         self._parent_context = parent_context
         self._timeout = timeout
         self._deliver = deliver
+        self._finish = finish
         self._make_request = request_factory(app.request_class)
 
     async def serve(
@@ -71,11 +76,11 @@ class Exchange:
         try:
             request = self._make_request(environ, server)
             if self._timeout is None:
-                response = await self._app.process_request(request, self._parent_context)
+                response = await self._process(request, self._parent_context)
             else:
                 try:
                     async with asyncio.timeout(self._timeout):
-                        response = await self._app.process_request(request, self._parent_context)
+                        response = await self._process(request, self._parent_context)
                 except TimeoutError:
                     logger.error("Handler for %s %s timed out", request.method, request.path)
                     response = ServiceUnavailable().get_response(environ)
@@ -84,6 +89,6 @@ class Exchange:
         except Exception:
             logger.exception("Error handling %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"])
             response = InternalServerError().get_response(environ)
-        pending = self._deliver(token, response)
-        if pending is not None:
-            await pending
+        rest = self._deliver(token, response)
+        if rest is not None:
+            await self._finish(rest)

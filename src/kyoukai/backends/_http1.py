@@ -1,9 +1,10 @@
-"""I/O-free HTTP/1.x request rules: the framing checks that close request smuggling.
+"""I/O-free HTTP/1.x rules: the framing checks that close request smuggling, and responses.
 
 Nothing here imports asyncio or touches a transport: every function takes values and returns
 values (or raises :class:`~kyoukai.backends._settings.ProtocolError`), so each rule can be
-tested with bytes alone. The protocol in :mod:`kyoukai.backends.httptools_` calls these on its
-hot path.
+tested with bytes alone. The protocol in :mod:`kyoukai.backends.httptools_` applies them in
+``on_headers_complete`` (inline there, as it runs for every request) and writes what
+:func:`prepare_response` renders.
 
 Every refusal closes the connection: once framing is in doubt, the next byte cannot be
 trusted to start a new request.
@@ -11,6 +12,7 @@ trusted to start a new request.
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,26 +21,28 @@ from werkzeug.wrappers import Response
 
 from kyoukai._head import ResponseHeadError, internal_error, render_head
 from kyoukai.backends._settings import ProtocolError
-from kyoukai.wsgi import build_environ, close_iter, response_parts
+from kyoukai.wsgi import close_iter, response_parts
 
 if TYPE_CHECKING:
     import asyncio
 
 __all__ = [
+    "PROTOCOLS",
     "Cycle",
+    "Stage",
     "StreamJob",
-    "build_request_environ",
     "check_transfer_encoding",
     "parse_content_length",
     "partial_head_size",
     "prepare_response",
     "split_target",
+    "unsupported_version",
 ]
 
 logger = logging.getLogger("kyoukai")
 
 #: ``SERVER_PROTOCOL`` for each HTTP version the server speaks, as httptools reports it.
-_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 
 def parse_content_length(value: str) -> int:
@@ -114,53 +118,23 @@ def partial_head_size(piece: bytes, target: bytes, headers: list[tuple[bytes, by
     return min(after_head, delivered + unfinished)
 
 
-def build_request_environ(
-    base: dict[str, Any],
-    method: str,
-    version: str,
-    target: bytes,
-    headers: list[tuple[bytes, bytes]],
-) -> tuple[dict[str, Any], bool, int]:
-    """Build an HTTP/1.x request's environ from its parsed head, under the framing rules.
+def unsupported_version(version: str) -> str:
+    """Refuse a request line's HTTP version that is not 1.0 or 1.1.
 
-    This is where request smuggling is closed: only HTTP/1.0 and 1.1, exactly one ``Host``
-    on HTTP/1.1 (RFC 9112 section 3.2), one ``Content-Length`` of plain digits, and no
-    transfer coding but a lone ``chunked`` on HTTP/1.1. An absolute-form target's authority
-    replaces ``Host`` (RFC 9112 section 3.2.2: the server must ignore the field then), so
-    that routing, ``request.host`` and built URLs all see the one host the request named.
-
-    :param base: The connection's constant keys (addresses, ``wsgi.*``); copied, not changed.
-    :param method: The request method.
-    :param version: ``"1.0"`` or ``"1.1"`` as the parser reports it.
-    :param target: The request target as received.
-    :param headers: The header fields in order, as received.
-    :return: ``(environ, chunked, declared_length)``.
-    :raises ProtocolError: 400, 501 or 505 as the rules say.
+    :raises ProtocolError: 400 for HTTP/0.x, 505 for anything else (HTTP/2.0 and later).
     """
-    protocol = _PROTOCOLS.get(version)
-    if protocol is None:
-        if version.startswith("0."):
-            raise ProtocolError("malformed request", f"HTTP/{version}")
-        raise ProtocolError("unsupported HTTP version", f"HTTP/{version}")
-    path = target.decode("latin-1")
-    authority = None
-    if path[:1] != "/":
-        path, authority = split_target(path, method)
-    environ = build_environ(base, method, protocol, path, headers)
-    host = environ.get("HTTP_HOST")
-    if host is None:
-        if version == "1.1":
-            raise ProtocolError("malformed request", "HTTP/1.1 request without Host")
-    elif "," in host:
-        raise ProtocolError("malformed request", "repeated Host")
-    if authority is not None:
-        environ["HTTP_HOST"] = authority
-    transfer = environ.get("HTTP_TRANSFER_ENCODING")
-    if transfer is not None:
-        check_transfer_encoding(transfer, version)
-    length = environ.get("CONTENT_LENGTH")
-    declared = parse_content_length(length) if length is not None else 0
-    return environ, transfer is not None, declared
+    if version.startswith("0."):
+        raise ProtocolError("malformed request", f"HTTP/{version}")
+    raise ProtocolError("unsupported HTTP version", f"HTTP/{version}")
+
+
+class Stage(enum.Enum):
+    """Where the connection is in reading the current request."""
+
+    IDLE = "idle"  #: between requests: nothing of the next one has arrived
+    HEAD = "head"  #: request line and headers arriving
+    BODY = "body"  #: head parsed, body (or trailers) arriving
+    DONE = "done"  #: no further request will be read (close pending, or lingering)
 
 
 class Cycle:

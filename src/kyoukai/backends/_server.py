@@ -48,7 +48,7 @@ class _Holder:
 class KyoukaiServer:
     """A running built-in server, as returned by ``await app.start(...)``.
 
-    :param server: The listening asyncio server.
+    :param servers: The listening asyncio servers (one per socket it serves).
     :param state: The state its connections share.
     """
 
@@ -115,7 +115,7 @@ class KyoukaiServer:
             raise
 
     async def wait_closed(self) -> None:
-        """Wait until :meth:`stop` has finished."""
+        """Wait until ``stop()`` has finished."""
         await self._stopped.wait()
 
     async def __aenter__(self) -> KyoukaiServer:

@@ -2,10 +2,11 @@
 
 :class:`KyoukaiProtocol` turns bytes into WSGI environs, hands each request to
 :meth:`Kyoukai.process_request <kyoukai.app.Kyoukai.process_request>` and writes the response
-back; ``Kyoukai.start()`` and ``Kyoukai.run()`` listen with it (:mod:`._server`). The limits
-and timeouts are :class:`~kyoukai.backends._settings.ServerSettings`. The transport side it
-inherits is :class:`~kyoukai.backends._connection.Connection`; the I/O-free framing rules are
-in :mod:`._http1`.
+back; ``Kyoukai.start()`` and ``Kyoukai.run()`` listen with it
+(:mod:`kyoukai.backends._server`). The limits and timeouts are
+:class:`~kyoukai.backends._settings.ServerSettings`. The transport side it inherits is
+:class:`~kyoukai.backends._connection.Connection`; the I/O-free framing rules are in
+:mod:`kyoukai.backends._http1`.
 """
 
 # Invariants of this module; a comment starting "invariant:" marks where each is enforced:
@@ -35,7 +36,6 @@ import enum
 import io
 import logging
 from collections import deque
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -47,15 +47,20 @@ from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import ClientGone, write_stream
 from kyoukai.backends._http1 import (
+    PROTOCOLS,
     Cycle,
+    Stage,
     StreamJob,
-    build_request_environ,
+    check_transfer_encoding,
+    parse_content_length,
     partial_head_size,
     prepare_response,
+    split_target,
+    unsupported_version,
 )
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.backends._state import ServerState
-from kyoukai.wsgi import get_formatted_response, to_wsgi_environment
+from kyoukai.wsgi import build_environ, get_formatted_response, to_wsgi_environment
 
 if TYPE_CHECKING:
     from asphalt.core import Context
@@ -77,22 +82,12 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _TASK_NAME = "kyoukai request"
 
 
-class Stage(enum.Enum):
-    """Where the connection is in reading the current request."""
-
-    IDLE = "idle"  #: between requests: nothing of the next one has arrived
-    HEAD = "head"  #: request line and headers arriving
-    BODY = "body"  #: head parsed, body (or trailers) arriving
-    DONE = "done"  #: no further request will be read (close pending, or lingering)
-
-
 _IDLE, _HEAD, _BODY, _DONE = Stage.IDLE, Stage.HEAD, Stage.BODY, Stage.DONE
 
 
 class Pending(enum.Enum):
-    """What the writer of the pipeline waits for when it stops, besides a streamed body."""
+    """What the pipeline's writer waits for when it stops, besides a streamed body."""
 
-    NOTHING = "nothing"  #: every response that was due is written (or the connection closed)
     DRAIN = "drain"  #: the client must drain the write buffer before more is written
 
 
@@ -134,7 +129,11 @@ class KyoukaiProtocol(Connection):
         #: The parent context of every request context.
         self.parent_context = parent_context
         self._exchange = Exchange(
-            self.app, parent_context, state.settings.handler_timeout, self._deliver
+            self.app,
+            parent_context,
+            state.settings.handler_timeout,
+            deliver=self._write_ready,
+            finish=self._write_rest,
         )
         self._stage = _IDLE
         self._pipeline: deque[Cycle] = deque()
@@ -293,16 +292,34 @@ class KyoukaiProtocol(Connection):
         """Called when the headers have been completely sent.
 
         Builds the request's environ and applies the framing rules that close request
-        smuggling, before a byte of the body is read.
+        smuggling (RFC 9112), before a byte of the body is read: only HTTP/1.0 and 1.1,
+        exactly one ``Host`` on HTTP/1.1 (section 3.2) — replaced by the authority of an
+        absolute-form target (section 3.2.2) —, one ``Content-Length`` of plain digits, and no
+        transfer coding but a lone ``chunked`` on HTTP/1.1 (section 6.1).
         """
         parser = self.parser
-        environ, self._chunked, declared = build_request_environ(
-            self._base_environ,
-            parser.get_method().decode("ascii"),
-            parser.get_http_version(),
-            self._url,
-            self._headers,
-        )
+        method = parser.get_method().decode("ascii")
+        version = parser.get_http_version()
+        protocol = PROTOCOLS.get(version) or unsupported_version(version)
+        target = self._url.decode("latin-1")
+        authority = None
+        if target[:1] != "/":
+            target, authority = split_target(target, method)
+        environ = build_environ(self._base_environ, method, protocol, target, self._headers)
+        host = environ.get("HTTP_HOST")
+        if host is None:
+            if version == "1.1":
+                raise ProtocolError("malformed request", "HTTP/1.1 request without Host")
+        elif "," in host:
+            raise ProtocolError("malformed request", "repeated Host")
+        if authority is not None:
+            environ["HTTP_HOST"] = authority
+        transfer = environ.get("HTTP_TRANSFER_ENCODING")
+        if transfer is not None:
+            check_transfer_encoding(transfer, version)
+            self._chunked = True
+        length = environ.get("CONTENT_LENGTH")
+        declared = parse_content_length(length) if length is not None else 0
         if declared > self._max_body:
             raise ProtocolError("body too large")
         if (declared or self._chunked) and parser.should_upgrade():
@@ -347,6 +364,7 @@ class KyoukaiProtocol(Connection):
             self._body.append(body)
 
     def on_chunk_complete(self) -> None:
+        """Called when a chunk of a chunked body ends: the client is making progress."""
         self._progress = True
 
     def on_message_complete(self) -> None:
@@ -484,25 +502,23 @@ class KyoukaiProtocol(Connection):
 
     # -- writing ------------------------------------------------------------------------------
 
-    def _deliver(self, cycle: Cycle, response: Response) -> Awaitable[None] | None:
-        """Take a request's response; write every response that is due, in request order."""
-        cycle.response = response
-        pipeline = self._pipeline
-        if pipeline and pipeline[0] is cycle:  # invariant: request order
-            wait = self._write_ready()
-            if wait is not Pending.NOTHING:
-                return self._write_rest(wait)
-        return None
+    def _write_ready(
+        self, cycle: Cycle | None = None, response: Response | None = None
+    ) -> StreamJob | Pending | None:
+        """Take ``cycle``'s ``response`` (when given), then write the responses at the head of
+        the pipeline that are in memory, in request order.
 
-    def _write_ready(self) -> StreamJob | Pending:
-        """Write the responses at the head of the pipeline that are in memory, in order.
-
-        Stops at a response still being made (its own task writes it), or at one that needs
-        awaiting, which it returns: a streamed body's job, or :attr:`Pending.DRAIN` to wait
-        for the client to drain the write buffer first. When the pipeline empties, it resumes
-        reading and sets the keep-alive deadline.
+        This is how the exchange delivers a response. It stops at a response still being made
+        (its own task writes it), or at one that needs awaiting, which it returns for
+        :meth:`_write_rest`: a streamed body's job, or :attr:`Pending.DRAIN` to wait for the
+        client to drain the write buffer first. When the pipeline empties, it resumes reading
+        and sets the keep-alive deadline.
         """
         pipeline = self._pipeline
+        if cycle is not None:
+            cycle.response = response
+            if not pipeline or pipeline[0] is not cycle:  # invariant: request order
+                return None
         flow = self._flow
         while pipeline and not self._closed:
             if flow is not None and flow.write_paused:
@@ -511,9 +527,9 @@ class KyoukaiProtocol(Connection):
             if cycle.raw is not None:
                 self._stage = _DONE
                 self._linger(cycle.raw)
-                return Pending.NOTHING
+                return None
             if cycle.response is None:
-                return Pending.NOTHING
+                return None
             prepared = prepare_response(cycle, self._state.date_line, self._state.closing)
             if isinstance(prepared, StreamJob):
                 return prepared
@@ -526,9 +542,9 @@ class KyoukaiProtocol(Connection):
             pipeline.popleft()
             if not keep_alive:
                 self._close()
-                return Pending.NOTHING
+                return None
         if self._closed:
-            return Pending.NOTHING
+            return None
         if self._queue_paused and len(pipeline) < self._max_queue:
             self._queue_paused = False
             assert flow is not None
@@ -537,7 +553,7 @@ class KyoukaiProtocol(Connection):
                 data, self._unparsed = self._unparsed, None
                 self.data_received(data)
         if pipeline:
-            return Pending.NOTHING
+            return None
         if self._continue_pending:
             self._continue_pending = False
             self._raw_write(_CONTINUE)
@@ -546,12 +562,12 @@ class KyoukaiProtocol(Connection):
                 self._close()
             else:
                 self._deadline = self._state.clock + self._idle_delay
-        return Pending.NOTHING
+        return None
 
-    async def _write_rest(self, wait: StreamJob | Pending) -> None:
+    async def _write_rest(self, wait: StreamJob | Pending | None) -> None:
         """Finish what :meth:`_write_ready` could not: streamed bodies and full buffers."""
         try:
-            while wait is not Pending.NOTHING:
+            while wait is not None:
                 flow = self._flow
                 assert self.transport is not None and flow is not None
                 if wait is Pending.DRAIN:
