@@ -11,6 +11,7 @@ import _routes
 from kyoukai import Kyoukai
 
 app = Kyoukai("bench")
+app.access_log = False  # every server here runs without an access log
 
 
 def _filler(n: int) -> Callable[..., Awaitable[str]]:
