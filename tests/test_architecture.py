@@ -36,6 +36,10 @@ PURE = {
 LAZY_ALLOWED = {
     ("kyoukai.app", "run", "kyoukai.backends._server"),
     ("kyoukai.app", "start", "kyoukai.backends._server"),
+    # The application is an ASGI application: its __call__ makes the adapter on first use.
+    ("kyoukai.app", "__call__", "kyoukai.backends.asgi"),
+    # Serving an Asphalt configuration behind another server starts it the one shared way.
+    ("kyoukai.backends._lifecycle", "from_config", "kyoukai._deploy"),
 }
 MAX_LINES = 600
 

@@ -33,6 +33,7 @@ from kyoukai.route import DEFAULT_METHODS, Route
 
 if TYPE_CHECKING:
     from kyoukai.backends._server import KyoukaiServer
+    from kyoukai.backends.asgi import ASGIAdapter, Receive, Scope, Send
     from kyoukai.routegroup import RouteGroup
 
 __all__ = ["Kyoukai"]
@@ -125,6 +126,7 @@ class Kyoukai(MethodShortcuts):
         self._on_matched = self.route_matched
         self._on_invoked = self.route_invoked
         self._on_returned = self.route_returned
+        self._asgi: ASGIAdapter | None = None
 
     def __repr__(self) -> str:
         return f"<Kyoukai {self.name!r}>"
@@ -433,6 +435,17 @@ class Kyoukai(MethodShortcuts):
         return await start_server(
             self, ip, port, component=component, base_context=base_context, **server_options
         )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve an ASGI 3 scope: the application *is* an ASGI application
+        (``uvicorn module:app``), through an :class:`~kyoukai.backends.asgi.ASGIAdapter`
+        made on the first call."""
+        adapter = self._asgi
+        if adapter is None:
+            from kyoukai.backends.asgi import ASGIAdapter
+
+            adapter = self._asgi = ASGIAdapter(self)
+        await adapter(scope, receive, send)
 
     def _set_debug(self, debug: bool | None, ip: str) -> None:
         if debug is not None:

@@ -1,0 +1,80 @@
+"""The application the deployment tests serve besides the examples: streams, bodies, environ.
+
+Run by the servers under test, in their own processes: ``probe_app:app`` is the Kyoukai
+application itself (an ASGI application) and ``probe_app:wsgi`` its WSGI callable. An event
+stream that ends (the client left) appends a line to ``$PROBE_DIR/closed``, which the tests
+read, whichever worker process served it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from kyoukai import HTTPRequestContext, Kyoukai
+from kyoukai.backends.uwsgi import uWSGIAdapter
+
+app = Kyoukai("probe")
+CLOSED = Path(os.environ.get("PROBE_DIR", ".")) / "closed"
+
+
+@app.route("/info")
+async def info(ctx: HTTPRequestContext) -> dict[str, Any]:
+    env = ctx.environ
+    keys = ["SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR", "SERVER_PROTOCOL"]
+    result: dict[str, Any] = {key: env.get(key) for key in keys}
+    result["scheme"] = env["wsgi.url_scheme"]
+    result["url"] = ctx.url_for("probe.info", force_external=True)
+    result["pid"] = os.getpid()
+    return result
+
+
+@app.route("/echo", methods=["POST"])
+async def echo(ctx: HTTPRequestContext) -> dict[str, Any]:
+    data = ctx.request.get_data()
+    return {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+@app.route("/stream")
+async def stream(ctx: HTTPRequestContext) -> Response:
+    def generate() -> Iterator[bytes]:
+        for index in range(3):
+            yield f"part {index}\n".encode()
+
+    return Response(generate(), mimetype="text/plain")
+
+
+@app.route("/astream")
+async def astream(ctx: HTTPRequestContext) -> Response:
+    async def generate() -> AsyncIterator[str]:
+        for index in range(3):
+            await asyncio.sleep(0)
+            yield f"data: {index}\n\n"
+
+    return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
+
+
+@app.route("/events/<name>")
+async def events(ctx: HTTPRequestContext, name: str) -> Response:
+    async def generate() -> AsyncIterator[bytes]:
+        try:
+            count = 0
+            while True:
+                yield b"data: %d\n\n" % count
+                count += 1
+                await asyncio.sleep(0.02)  # an event source's pace, not synchronisation
+        finally:
+            with CLOSED.open("a") as file:
+                file.write(name + "\n")
+
+    return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
+
+
+#: The WSGI callable, for WSGI hosts.
+wsgi = uWSGIAdapter(app).run_application
