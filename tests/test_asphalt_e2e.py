@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +20,14 @@ import httpx
 import pytest
 import trustme
 
+from servers import TIMEOUT, ServerProcess, free_port, spawn
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "examples" / "tutorial"
 NOTES = ROOT / "examples" / "notes"
 ASPHALT = Path(sys.executable).parent / "asphalt"
-#: Seconds a process may take to start serving, and to exit after SIGTERM.
-STARTUP_TIMEOUT = 20.0
-EXIT_TIMEOUT = 10.0
-#: Seconds any one HTTP exchange may take.
-TIMEOUT = 5.0
 
 #: An application that shows which loop it runs on, and a request that is in flight when the
 #: process is told to stop: it finishes only once the shutdown has begun.
@@ -76,105 +71,15 @@ class Root(ContainerComponent):
 """
 
 
-def free_port() -> int:
-    """A port that was free a moment ago (the process binds it again: a tiny race)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class AsphaltProcess:
-    """A running ``asphalt run``: its output, collected as it comes, and its lifetime."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._line_added = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for raw in self.process.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip())
-            self._line_added.set()
-        self._line_added.set()
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    async def wait_for_line(self, text: str) -> None:
-        """Wait until the process printed a line containing ``text``."""
-        async with asyncio.timeout(TIMEOUT):
-            while not any(text in line for line in self.lines):
-                if self._reader.done():
-                    pytest.fail(f"the process ended without printing {text!r}:\n{self.output}")
-                self._line_added.clear()
-                await self._line_added.wait()
-
-    async def wait_until_serving(self, port: int) -> None:
-        """Wait until ``port`` accepts connections; fail early if the process died."""
-        async with asyncio.timeout(STARTUP_TIMEOUT):
-            while True:
-                if self.process.returncode is not None:
-                    pytest.fail(
-                        f"asphalt exited with {self.process.returncode} before serving:\n"
-                        f"{self.output}"
-                    )
-                try:
-                    _, writer = await asyncio.wait_for(
-                        asyncio.open_connection("127.0.0.1", port), TIMEOUT
-                    )
-                except OSError:
-                    await asyncio.sleep(0.05)  # between connection attempts
-                    continue
-                writer.close()
-                await writer.wait_closed()
-                return
-
-    async def wait(self) -> int:
-        async with asyncio.timeout(EXIT_TIMEOUT):
-            code = await self.process.wait()
-            await self._reader
-        return code
-
-    async def terminate(self) -> int:
-        """Send SIGTERM and return the exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        return await self.wait()
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        self._reader.cancel()
-
-
-@asynccontextmanager
-async def asphalt_run(
+def asphalt_run(
     args: Sequence[str], cwd: Path, *, python_args: Sequence[str] | None = None, **env: str
-) -> AsyncIterator[AsphaltProcess]:
+) -> AbstractAsyncContextManager[ServerProcess]:
     """Start ``asphalt run ARGS`` (or ``python PYTHON_ARGS -m asphalt run ARGS``) in ``cwd``."""
     if python_args is None:
         command = [str(ASPHALT), "run", *args]
     else:
         command = [sys.executable, *python_args, "-m", "asphalt", "run", *args]
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    environment.update(env)
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        cwd=cwd,
-        env=environment,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    running = AsphaltProcess(process)
-    try:
-        yield running
-    finally:
-        await running.kill()
+    return spawn(command, cwd, env)
 
 
 def http(port: int) -> httpx.AsyncClient:
@@ -303,9 +208,7 @@ def check_notes_order(output: str) -> None:
 
 
 @asynccontextmanager
-async def notes_process(
-    tmp_path: Path, database: Path
-) -> AsyncIterator[tuple[AsphaltProcess, int]]:
+async def notes_process(tmp_path: Path, database: Path) -> AsyncIterator[tuple[ServerProcess, int]]:
     """``examples/notes`` under ``asphalt run``, serving on a free port: (process, port)."""
     port = free_port()
     args = [

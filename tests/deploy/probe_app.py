@@ -2,8 +2,8 @@
 
 Run by the servers under test, in their own processes: ``probe_app:app`` is the Kyoukai
 application itself (an ASGI application) and ``probe_app:wsgi`` its WSGI callable. An event
-stream that ends (the client left) appends a line to ``$PROBE_DIR/closed``, which the tests
-read, whichever worker process served it.
+stream that ends (the client left) prints a line, which the tests read from the server's
+output, whichever worker process served it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 from werkzeug.wrappers import Response
@@ -21,7 +20,6 @@ from kyoukai import HTTPRequestContext, Kyoukai
 from kyoukai.backends.uwsgi import uWSGIAdapter
 
 app = Kyoukai("probe")
-CLOSED = Path(os.environ.get("PROBE_DIR", ".")) / "closed"
 
 
 @app.route("/info")
@@ -70,8 +68,7 @@ async def events(ctx: HTTPRequestContext, name: str) -> Response:
                 count += 1
                 await asyncio.sleep(0.02)  # an event source's pace, not synchronisation
         finally:
-            with CLOSED.open("a") as file:
-                file.write(name + "\n")
+            print(f"event stream {name} closed", flush=True)
 
     return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
 

@@ -166,6 +166,8 @@ class WSGIHost:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request (the WSGI interface)."""
         running = self._started()
+        # The server's environ stays the server's (it reads keys back after the call).
+        environ = environ.copy()
         try:
             environ["wsgi.input"] = io.BytesIO(self._read_body(environ))
         except ProtocolError as exc:
@@ -176,6 +178,9 @@ class WSGIHost:
                 [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))],
             )
             return [data]
+        # The server's file wrapper may be called from its own threads only (uWSGI's is), not
+        # from the loop's: Werkzeug's own FileWrapper serves files instead.
+        environ.pop("wsgi.file_wrapper", None)
         if "RAW_URI" not in environ:
             environ["RAW_URI"] = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
         port = environ.get("SERVER_PORT", "")
