@@ -300,6 +300,9 @@ async def test_without_lifespan_the_first_request_starts_the_application(app: Ky
     )
     assert first.status == second.status == 200
     assert isinstance(adapter.base_context, Context)
+    other = ASGIAdapter(app)
+    await other.ready()  # what a handler of another scope type calls first
+    assert other.app is app and isinstance(other.base_context, Context)
 
 
 class Greeter(Component):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from asphalt.core import Context
@@ -22,8 +23,14 @@ from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._settings import ProtocolError, ServerSettings
 
 if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
     from kyoukai._deploy import ConfigSource, ConfiguredApp
     from kyoukai.app import Kyoukai
+
+#: How an adapter takes a response: ``deliver(token, response)``, as for
+#: :class:`~kyoukai.backends._exchange.Exchange`.
+Deliver = Callable[[Any, "Response"], "Awaitable[None] | None"]
 
 __all__ = ["APPLICATION_SETTINGS", "Lifecycle", "RequestBody", "application_settings"]
 
@@ -56,6 +63,8 @@ class Lifecycle:
     :param base_context: The parent of every request context; if omitted, a fresh context
         is made at start-up and closed at shutdown.
     :param settings: The body limits and handler timeout.
+    :param deliver: How the adapter takes each response (see
+        :class:`~kyoukai.backends._exchange.Exchange`).
     :param configured: An application from an Asphalt configuration, started at start-up.
     """
 
@@ -64,9 +73,11 @@ class Lifecycle:
         app: Kyoukai | None,
         base_context: Context | None,
         settings: ServerSettings,
+        deliver: Deliver,
         configured: ConfiguredApp | None = None,
     ) -> None:
         self._app = app
+        self._deliver = deliver
         self._given_context = base_context
         self._configured = configured
         #: The body limits and handler timeout.
@@ -79,18 +90,21 @@ class Lifecycle:
         self._starting: asyncio.Task[Exchange] | None = None
 
     @classmethod
-    def from_config(cls, sources: tuple[ConfigSource, ...], options: dict[str, Any]) -> Lifecycle:
+    def from_config(
+        cls, sources: tuple[ConfigSource, ...], options: dict[str, Any], deliver: Deliver
+    ) -> Lifecycle:
         """A lifecycle for the application an Asphalt configuration describes.
 
         :param sources: YAML files or mappings, as :class:`~kyoukai._deploy.ConfiguredApp`
             takes them.
         :param options: Application settings (:data:`APPLICATION_SETTINGS`).
+        :param deliver: As for the constructor.
         """
         # Deployment sits above the backends; only this constructor reaches up to it.
         from kyoukai._deploy import ConfiguredApp
 
         settings = application_settings(options)
-        return cls(None, None, settings, ConfiguredApp(*sources))
+        return cls(None, None, settings, deliver, ConfiguredApp(*sources))
 
     @property
     def app(self) -> Kyoukai | None:
@@ -125,7 +139,7 @@ class Lifecycle:
         # The hosting server's address is not known here: warn as for every interface.
         app.warn_debug("")
         self.base_context = context
-        self.exchange = Exchange(app, context, self.settings.handler_timeout)
+        self.exchange = Exchange(app, context, self.settings.handler_timeout, self._deliver)
         return self.exchange
 
     async def stop(self) -> None:

@@ -40,6 +40,8 @@ from kyoukai.backends._settings import ProtocolError
 from kyoukai.wsgi import close_iter, response_parts
 
 if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
     from kyoukai._deploy import ConfigSource
     from kyoukai.app import Kyoukai
 
@@ -117,7 +119,7 @@ class WSGIHost:
     ) -> None:
         settings = application_settings(options)
         self._make_lifecycle: Callable[[], Lifecycle] = lambda: Lifecycle(
-            app, base_context, settings
+            app, base_context, settings, _keep
         )
         self._settings = settings
         self._running: _Running | None = None
@@ -137,7 +139,7 @@ class WSGIHost:
         :param options: As for the constructor.
         """
         host = cls(None, **options)
-        host._make_lifecycle = lambda: Lifecycle.from_config(sources, options)
+        host._make_lifecycle = lambda: Lifecycle.from_config(sources, options, _keep)
         return host
 
     def _forget(self) -> None:
@@ -185,7 +187,12 @@ class WSGIHost:
             environ["RAW_URI"] = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
         port = environ.get("SERVER_PORT", "")
         server = (environ.get("SERVER_NAME", ""), int(port) if port.isdigit() else None)
-        response = running.call(running.exchange.respond(environ, server))
+        kept: list[Response] = []
+        running.call(running.exchange.serve(kept, environ, server))
+        if not kept:  # cancelled: the host is shutting down
+            start_response("503 Service Unavailable", [("Content-Length", "0")])
+            return []
+        response = kept[0]
         code = response.status_code
         headers, body, stream = response_parts(response, environ, code)
         try:
@@ -246,6 +253,10 @@ class WSGIHost:
             running.call(stream.aclose())
         else:
             close_iter(stream)
+
+
+def _keep(kept: list[Response], response: Response) -> None:
+    kept.append(response)
 
 
 async def _next(body: AsyncGenerator[bytes, None]) -> bytes:

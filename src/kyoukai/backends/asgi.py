@@ -32,7 +32,6 @@ from urllib.parse import quote
 from asphalt.core import Context
 
 from kyoukai._head import check_header
-from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import iter_body
 from kyoukai.backends._lifecycle import Lifecycle, RequestBody, application_settings
 from kyoukai.backends._settings import ProtocolError
@@ -100,7 +99,8 @@ class ASGIAdapter:
     def __init__(
         self, app: Kyoukai | None, base_context: Context | None = None, **options: Any
     ) -> None:
-        self._lifecycle = Lifecycle(app, base_context, application_settings(options))
+        settings = application_settings(options)
+        self._lifecycle = Lifecycle(app, base_context, settings, self._deliver)
         self._bases: dict[Any, dict[str, Any]] = {}
 
     @classmethod
@@ -115,7 +115,7 @@ class ASGIAdapter:
         :param options: As for the constructor.
         """
         adapter = cls(None)
-        adapter._lifecycle = Lifecycle.from_config(sources, options)
+        adapter._lifecycle = Lifecycle.from_config(sources, options, adapter._deliver)
         return adapter
 
     @property
@@ -128,10 +128,11 @@ class ASGIAdapter:
         """The parent of every request context, once started."""
         return self._lifecycle.base_context
 
-    async def exchange(self) -> Exchange:
-        """The started application's exchange (starting it first if no lifespan did)."""
-        exchange = self._lifecycle.exchange
-        return exchange if exchange is not None else await self._lifecycle.start()
+    async def ready(self) -> None:
+        """Start the application if no lifespan did: :attr:`app` and :attr:`base_context` are
+        then set (for handlers of other scope types)."""
+        if self._lifecycle.exchange is None:
+            await self._lifecycle.start()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -191,8 +192,9 @@ class ASGIAdapter:
                 return  # the client left before its body was complete
             environ["wsgi.input"] = io.BytesIO(body)
         server = scope.get("server")
-        response = await exchange.respond(environ, None if server is None else tuple(server))
-        await self._respond(response, environ, receive, send)
+        await exchange.serve(
+            (environ, receive, send), environ, None if server is None else tuple(server)
+        )
 
     def _environ(self, scope: Scope) -> dict[str, Any]:
         server = scope.get("server")
@@ -251,6 +253,11 @@ class ASGIAdapter:
         ]
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
+
+    def _deliver(
+        self, token: tuple[dict[str, Any], Receive, Send], response: Response
+    ) -> Awaitable[None]:
+        return self._respond(response, *token)
 
     async def _respond(
         self, response: Response, environ: dict[str, Any], receive: Receive, send: Send
