@@ -38,7 +38,8 @@ class Server:
     description: str
     script: str
     args: tuple[str, ...] = ()
-    #: ``kyoukai``, ``variant`` (Kyoukai in another configuration), ``ceiling`` or ``peer``.
+    #: ``kyoukai``, ``variant`` (Kyoukai in another configuration), ``asgi`` (Kyoukai's
+    #: application on an ASGI server, set against Starlette on it), ``ceiling`` or ``peer``.
     role: str = "peer"
     #: Directories put first on the server's ``PYTHONPATH`` (a Kyoukai exported from git).
     pythonpath: tuple[str, ...] = ()
@@ -57,6 +58,20 @@ SERVERS = (
         role="variant",
     ),
     Server(
+        "kyoukai-uvicorn",
+        "Kyoukai's application as an ASGI app on uvicorn (httptools, uvloop)",
+        "uvicorn_app.py",
+        ("kyoukai_app:app",),
+        role="asgi",
+    ),
+    Server(
+        "kyoukai-granian",
+        "Kyoukai's application as an ASGI app on granian (1 worker, uvloop)",
+        "granian_app.py",
+        ("kyoukai_app:app",),
+        role="asgi",
+    ),
+    Server(
         "raw-httptools",
         "httptools + uvloop, fixed response (ceiling)",
         "raw_httptools.py",
@@ -64,7 +79,12 @@ SERVERS = (
     ),
     Server("sanic", "Sanic, single process", "sanic_app.py"),
     Server("aiohttp", "aiohttp web, uvloop", "aiohttp_app.py"),
-    Server("starlette-uvicorn", "Starlette on uvicorn (httptools, uvloop)", "starlette_app.py"),
+    Server(
+        "starlette-uvicorn",
+        "Starlette on uvicorn (httptools, uvloop)",
+        "uvicorn_app.py",
+        ("starlette_app:app",),
+    ),
     Server("blacksheep-uvicorn", "BlackSheep on uvicorn (httptools, uvloop)", "blacksheep_app.py"),
     Server("starlette-granian", "Starlette on granian (1 worker, uvloop)", "granian_app.py"),
 )

@@ -146,6 +146,35 @@ def target_rows(results: Sequence[ServerResult]) -> list[tuple[str, str, str]]:
     return rows
 
 
+#: The ASGI servers Kyoukai's application is measured on, beside Starlette on each.
+ASGI_SERVERS = ("uvicorn", "granian")
+#: The scenarios the ASGI targets apply to: every endpoint.
+ASGI_SCENARIOS = ("root", "json", "user", "post")
+
+
+def asgi_rows(results: Sequence[ServerResult]) -> list[list[str]]:
+    """The ASGI targets, per server and endpoint: Kyoukai's application costs less per
+    request than Starlette's on the same server, and the built-in server beats both."""
+    ky = _by_name(results, "kyoukai")
+    rows: list[list[str]] = []
+    for host in ASGI_SERVERS:
+        mine, starlette = (
+            _by_name(results, f"kyoukai-{host}"),
+            _by_name(results, f"starlette-{host}"),
+        )
+        for label, a, b in (
+            (f"Kyoukai ÷ Starlette on {host}", mine, starlette),
+            (f"built-in ÷ Kyoukai on {host}", ky, mine),
+            (f"built-in ÷ Starlette on {host}", ky, starlette),
+        ):
+            cells = [f"{label} ≥ 1.0x"]
+            for key in ASGI_SCENARIOS:
+                r = paired_ratio(a, b, key) if a and b else None
+                cells.append(f"{_fmt(r, '.2f', 'x')} {_verdict(None if r is None else r >= 1.0)}")
+            rows.append(cells)
+    return rows
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> list[str]:
     align = align or "l" + "r" * (len(header) - 1)
     marks = [":---" if a == "l" else "---:" for a in align]
@@ -177,6 +206,16 @@ def render_markdown(results: Sequence[ServerResult], info: RunInfo) -> str:
         "## Targets for Kyoukai's built-in server",
         "",
         *_table(("target", "measured", "result"), target_rows(results), "lrl"),
+        "",
+        "## Kyoukai as an ASGI application",
+        "",
+        "req/s ratios on the same ASGI server (median of per-round ratios); `built-in` is "
+        "Kyoukai's own server.",
+        "",
+        *_table(
+            ("target", *(f"`{sc.label}`" for sc in SCENARIOS if sc.key in ASGI_SCENARIOS)),
+            asgi_rows(results),
+        ),
         "",
         "## Kyoukai's req/s relative to each server",
         "",

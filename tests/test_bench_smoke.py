@@ -150,9 +150,14 @@ def test_render_markdown_shows_ratios_targets_and_failures() -> None:
         _result("raw-httptools", [600.0, 600.0], cpu=5.0),
         _result("sanic", [200.0, 200.0]),
         _result("aiohttp", [100.0, 100.0]),
+        _result("kyoukai-uvicorn", [150.0, 150.0]),
+        _result("starlette-uvicorn", [100.0, 100.0]),
         report.ServerResult(measure.SERVERS[-1], failure="exited with code 1"),
     ]
     text = report.render_markdown(results, _info())
+    assert "| Kyoukai ÷ Starlette on uvicorn ≥ 1.0x | 1.50x pass |" in text
+    assert "| built-in ÷ Kyoukai on uvicorn ≥ 1.0x | 2.00x pass |" in text
+    assert "| Kyoukai ÷ Starlette on granian ≥ 1.0x | - - |" in text
     assert "| sanic | 1.50x | 1.50x |" in text
     assert "1.50x (sanic)" in text  # the fastest peer
     assert "| starlette-granian | did not start |" in text

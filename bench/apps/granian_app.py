@@ -1,7 +1,9 @@
-"""Starlette (``starlette_app:app``) served by granian: one worker, ASGI, uvloop, HTTP/1."""
+"""An ASGI application (``module:attribute``, the second argument; Starlette's by default)
+served by granian: one worker, ASGI, uvloop, HTTP/1."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import _routes
@@ -11,7 +13,7 @@ from granian.log import LogLevels
 
 if __name__ == "__main__":
     Granian(
-        "starlette_app:app",
+        sys.argv[2] if len(sys.argv) > 2 else "starlette_app:app",
         address=_routes.HOST,
         port=_routes.port_from_argv(),
         interface=Interfaces.ASGI,

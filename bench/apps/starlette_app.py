@@ -1,4 +1,4 @@
-"""Starlette under uvicorn (httptools + uvloop) as a script; granian_app.py serves ``app``."""
+"""Starlette's application, ``starlette_app:app``, for uvicorn_app.py and granian_app.py."""
 
 from __future__ import annotations
 
@@ -43,17 +43,3 @@ app = Starlette(
         Route("/upload", upload, methods=["POST"]),
     ]
 )
-
-if __name__ == "__main__":
-    import uvicorn
-
-    uvicorn.run(
-        app,
-        host=_routes.HOST,
-        port=_routes.port_from_argv(),
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-    )
