@@ -72,7 +72,7 @@ nitpick_ignore_regex = [
     (r"py:.*", _EXTERNAL),
     (r"py:.*", r"kyoukai\.(\w+\.)*_\w+(\..*)?"),
     # Annotations that name a class imported only for type checking, or a private alias.
-    (r"py:class", r"Context|Rule|ServerState|KyoukaiServer|RouteDecorator"),
+    (r"py:class", r"Context|Rule|ServerState|KyoukaiServer|RouteDecorator|ConfigSource"),
 ]
 html_theme = "furo"
 html_title = f"Kyoukai {release}"

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from kyoukai._deploy import ConfigSource
     from kyoukai.app import Kyoukai
 
-__all__ = ["ASGIAdapter", "Receive", "Scope", "Send"]
+__all__ = ["ASGIAdapter"]
 
 logger = logging.getLogger("kyoukai")
 
