@@ -6,12 +6,10 @@ import asyncio
 import gzip
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from asphalt.core import Component, Context
-from werkzeug.wrappers import Response
 
 from asgi_helpers import Exchange, Lifespan, call, http_scope, request_messages
 from kyoukai import HTTPRequestContext, Kyoukai
@@ -19,81 +17,21 @@ from kyoukai.backends.asgi import ASGIAdapter
 
 
 @pytest.fixture
-def events() -> dict[str, asyncio.Event]:
-    return {name: asyncio.Event() for name in ("closed", "started")}
+def app(server_app: Kyoukai) -> Kyoukai:
+    """The server tests' application, with a route that shows the environ under ASGI."""
 
-
-@pytest.fixture
-def app(events: dict[str, asyncio.Event]) -> Kyoukai:
-    app = Kyoukai("asgi")
-
-    @app.route("/", methods=["GET", "HEAD"])
-    async def index(ctx: HTTPRequestContext) -> str:
-        return "hello"
-
-    @app.route("/environ")
-    async def environ(ctx: HTTPRequestContext) -> dict[str, Any]:
+    @server_app.route("/asgi-environ")
+    async def asgi_environ(ctx: HTTPRequestContext) -> dict[str, Any]:
         keys = ["SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR", "REMOTE_PORT"]
         keys += ["SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "wsgi.url_scheme"]
         result = {key: ctx.environ[key] for key in keys}
-        result["url"] = ctx.url_for("asgi.environ", force_external=True)
-        result["parent_is_base"] = ctx.parent is app._asgi.base_context  # type: ignore[union-attr]
+        result["url"] = ctx.url_for("server-tests.asgi_environ", force_external=True)
+        adapter = server_app._asgi
+        result["parent_is_base"] = adapter is not None and ctx.parent is adapter.base_context
+        result["proto"] = ctx.proto
         return result
 
-    @app.route("/echo", methods=["POST"])
-    async def echo(ctx: HTTPRequestContext) -> Response:
-        data = ctx.request.get_data()
-        return Response(data, headers={"X-Length": ctx.request.headers.get("Content-Length", "")})
-
-    @app.route("/stream")
-    async def stream(ctx: HTTPRequestContext) -> Response:
-        def generate() -> Iterator[bytes]:
-            for index in range(3):
-                yield f"part {index}\n".encode()
-
-        return Response(generate(), mimetype="text/plain")
-
-    @app.route("/astream")
-    async def astream(ctx: HTTPRequestContext) -> Response:
-        async def generate() -> AsyncIterator[str]:
-            for index in range(3):
-                await asyncio.sleep(0)
-                yield f"data: {index}\n\n"
-
-        return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
-
-    @app.route("/events")
-    async def events_route(ctx: HTTPRequestContext) -> Response:
-        async def generate() -> AsyncIterator[bytes]:
-            try:
-                yield b"data: first\n\n"
-                events["started"].set()
-                await asyncio.Event().wait()  # an idle event stream
-                yield b"data: never\n\n"
-            finally:
-                events["closed"].set()
-
-        return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
-
-    @app.route("/broken-stream")
-    async def broken_stream(ctx: HTTPRequestContext) -> Response:
-        def generate() -> Iterator[bytes]:
-            yield b"first"
-            raise RuntimeError("the body failed half way")
-
-        return Response(generate())
-
-    @app.route("/bad-header")
-    async def bad_header(ctx: HTTPRequestContext) -> Response:
-        response = Response("x")
-        response.headers._list.append(("X-Evil", "a\r\nSet-Cookie: pwned=1"))
-        return response
-
-    @app.route("/close")
-    async def close(ctx: HTTPRequestContext) -> Response:
-        return Response("bye", headers={"Connection": "close"})
-
-    return app
+    return server_app
 
 
 def body_headers(length: int) -> list[tuple[bytes, bytes]]:
@@ -110,12 +48,14 @@ async def test_the_application_is_an_asgi_application(app: Kyoukai) -> None:
 
 
 async def test_scope_fills_the_environ(app: Kyoukai) -> None:
-    scope = http_scope("/environ?a=1", scheme="https", http_version="2", client=("10.0.0.9", 4321))
+    scope = http_scope(
+        "/asgi-environ?a=1", scheme="https", http_version="2", client=("10.0.0.9", 4321)
+    )
     exchange = await call(app, scope)
     assert exchange.status == 200
     assert json.loads(exchange.body) == {
         "SCRIPT_NAME": "",
-        "PATH_INFO": "/environ",
+        "PATH_INFO": "/asgi-environ",
         "QUERY_STRING": "a=1",
         "REMOTE_ADDR": "10.0.0.9",
         "REMOTE_PORT": "4321",
@@ -123,18 +63,19 @@ async def test_scope_fills_the_environ(app: Kyoukai) -> None:
         "SERVER_PORT": "8000",
         "SERVER_PROTOCOL": "HTTP/2",
         "wsgi.url_scheme": "https",
-        "url": "https://example.org/environ",
+        "url": "https://example.org/asgi-environ",
         "parent_is_base": True,
+        "proto": None,
     }
 
 
 @pytest.mark.parametrize("whole_path", [False, True], ids=["path-below-root", "whole-path"])
 async def test_root_path_becomes_script_name(app: Kyoukai, whole_path: bool) -> None:
-    path = "/api/environ" if whole_path else "/environ"
+    path = "/api/asgi-environ" if whole_path else "/asgi-environ"
     scope = http_scope(path, root_path="/api")
     data = json.loads((await call(app, scope)).body)
-    assert (data["SCRIPT_NAME"], data["PATH_INFO"]) == ("/api", "/environ")
-    assert data["url"] == "http://example.org/api/environ"
+    assert (data["SCRIPT_NAME"], data["PATH_INFO"]) == ("/api", "/asgi-environ")
+    assert data["url"] == "http://example.org/api/asgi-environ"
 
 
 async def test_percent_encoded_path_without_raw_path(app: Kyoukai) -> None:
@@ -217,16 +158,16 @@ async def test_streamed_body_is_sent_piece_by_piece(
     assert [m.get("more_body", False) for m in exchange.bodies] == [True, True, True, False]
 
 
-async def test_disconnect_stops_a_streaming_handler(
-    app: Kyoukai, events: dict[str, asyncio.Event]
-) -> None:
+async def test_disconnect_stops_a_streaming_handler(app: Kyoukai, gates: Any) -> None:
     exchange = Exchange(request_messages())
     task = asyncio.create_task(app(http_scope("/events"), exchange.receive, exchange.send))
     async with asyncio.timeout(5):
-        await events["started"].wait()
+        while not exchange.bodies:
+            exchange.sent_one.clear()
+            await exchange.sent_one.wait()
         assert exchange.bodies[0]["body"] == b"data: first\n\n"
         exchange.leave.set()
-        await events["closed"].wait()
+        await gates["events-closed"].wait()
         await task
     assert not exchange.complete
 
@@ -250,7 +191,7 @@ async def test_head_sends_headers_without_a_body(app: Kyoukai) -> None:
 async def test_header_that_could_split_the_response_is_a_500(
     app: Kyoukai, caplog: pytest.LogCaptureFixture
 ) -> None:
-    exchange = await call(app, http_scope("/bad-header"))
+    exchange = await call(app, http_scope("/bad-header/crlf"))
     assert exchange.status == 500
     assert not any(b"pwned" in value for value in exchange.headers.values())
     assert "Cannot send the response" in caplog.text

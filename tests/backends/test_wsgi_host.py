@@ -3,74 +3,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from asphalt.core import Component, Context
 from werkzeug.test import Client
-from werkzeug.wrappers import Response
 
 from kyoukai import HTTPRequestContext, Kyoukai
 from kyoukai.backends._wsgi_host import WSGIHost, _forget_after_fork
 from kyoukai.backends.uwsgi import uWSGIAdapter
 
-#: Seconds a test waits for the host's loop to do something.
-WAIT = 5.0
-
 
 @pytest.fixture
-def closed() -> threading.Event:
-    return threading.Event()
+def app(server_app: Kyoukai) -> Kyoukai:
+    """The server tests' application, with routes that show where the request ran."""
 
-
-@pytest.fixture
-def app(closed: threading.Event) -> Kyoukai:
-    app = Kyoukai("wsgi")
-
-    @app.route("/", methods=["GET", "HEAD"])
-    async def index(ctx: HTTPRequestContext) -> dict[str, Any]:
+    @server_app.route("/where")
+    async def where(ctx: HTTPRequestContext) -> dict[str, Any]:
         return {"thread": threading.current_thread().name, "base": id(ctx.parent)}
 
-    @app.route("/echo", methods=["POST"])
-    async def echo(ctx: HTTPRequestContext) -> Response:
-        data = ctx.request.get_data()
-        return Response(data, headers={"X-Length": ctx.request.headers.get("Content-Length", "")})
-
-    @app.route("/stream")
-    async def stream(ctx: HTTPRequestContext) -> Response:
-        def generate() -> Iterator[bytes]:
-            for index in range(3):
-                yield f"part {index}\n".encode()
-
-        return Response(generate(), mimetype="text/plain")
-
-    @app.route("/events")
-    async def events(ctx: HTTPRequestContext) -> Response:
-        async def generate() -> AsyncIterator[bytes]:
-            try:
-                for index in range(1000):
-                    await asyncio.sleep(0)
-                    yield b"data: %d\n\n" % index
-            finally:
-                closed.set()
-
-        return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
-
-    @app.route("/bad-header")
-    async def bad_header(ctx: HTTPRequestContext) -> Response:
-        response = Response("x")
-        response.headers._list.append(("X-Evil", "a\r\nSet-Cookie: pwned=1"))
-        return response
-
-    @app.route("/resource")
+    @server_app.route("/resource")
     async def resource(ctx: HTTPRequestContext) -> str:
         return ctx.require_resource(str, "greeting")
 
-    return app
+    return server_app
 
 
 @pytest.fixture
@@ -82,11 +41,11 @@ def host(app: Kyoukai) -> Iterator[uWSGIAdapter]:
 
 def test_the_application_runs_on_the_hosts_own_loop(host: uWSGIAdapter) -> None:
     client = Client(host.run_application)
-    first, second = client.get("/"), client.get("/")
+    first, second = client.get("/where"), client.get("/where")
     assert first.status_code == 200
     assert first.json is not None and first.json["thread"] == "kyoukai-wsgi-loop"
     assert first.json == second.json  # one loop and one base context per process
-    assert client.head("/").data == b""
+    assert client.head("/").data == b"" and client.get("/").data == b"hello"
 
 
 def test_request_body_is_read_and_decoded_within_the_limit(host: uWSGIAdapter) -> None:
@@ -115,35 +74,33 @@ def test_streams_reach_the_server_piece_by_piece(host: uWSGIAdapter) -> None:
     response = client.get("/stream", buffered=False)
     assert list(response.response) == [b"part 0\n", b"part 1\n", b"part 2\n"]
     response.close()
-    events = client.get("/events", buffered=False)
-    pieces = iter(events.response)
-    assert next(pieces) == b"data: 0\n\n" and next(pieces) == b"data: 1\n\n"
+    events = client.get("/astream", buffered=False)
+    assert list(events.response) == [b"data: 0\n\n", b"data: 1\n\n", b"data: 2\n\n"]
+    events.close()
 
 
-def test_server_closing_the_response_closes_the_generator(
-    host: uWSGIAdapter, closed: threading.Event
-) -> None:
+def test_server_closing_the_response_closes_the_generator(host: uWSGIAdapter, gates: Any) -> None:
     response = Client(host).get("/events", buffered=False)
-    assert next(iter(response.response)) == b"data: 0\n\n"
-    response.close()  # what a server does when the client has gone
-    assert closed.wait(WAIT)
+    assert next(iter(response.response)) == b"data: first\n\n"
+    response.close()  # what a server does when the client has gone; it waits for the close
+    assert gates["events-closed"].is_set()
 
 
 def test_header_that_could_split_the_response_is_a_500(
     host: uWSGIAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    response = Client(host).get("/bad-header")
+    response = Client(host).get("/bad-header/crlf")
     assert response.status_code == 500 and "X-Evil" not in response.headers
     assert "Cannot send the response" in caplog.text
 
 
 def test_a_fork_starts_its_own_loop_and_context(host: uWSGIAdapter) -> None:
     client = Client(host)
-    before = client.get("/").json
+    before = client.get("/where").json
     parents = host._running
     assert parents is not None
     _forget_after_fork()  # what the child of a fork runs
-    after = client.get("/").json
+    after = client.get("/where").json
     parents.stop()  # in a real child, the parent's loop thread does not exist
     assert before is not None and after is not None and before["base"] != after["base"]
 
