@@ -17,20 +17,24 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from asphalt.core import Context
+from werkzeug.wrappers import Response
 
 from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._settings import ProtocolError, ServerSettings
 
 if TYPE_CHECKING:
-    from werkzeug.wrappers import Response
-
     from kyoukai._deploy import ConfigSource, ConfiguredApp
     from kyoukai.app import Kyoukai
 
-#: How an adapter takes a response: ``deliver(token, response)``, as for
-#: :class:`~kyoukai.backends._exchange.Exchange`.
-Deliver = Callable[[Any, "Response"], "Awaitable[None] | None"]
+#: How an adapter sends a response: ``await respond(token, response)``, with the token it gave
+#: :meth:`Exchange.serve <kyoukai.backends._exchange.Exchange.serve>`.
+Respond = Callable[[Any, Response], Awaitable[None]]
+
+
+def _pair(token: Any, response: Response) -> tuple[Any, Response]:
+    return token, response
+
 
 __all__ = ["APPLICATION_SETTINGS", "Lifecycle", "RequestBody", "application_settings"]
 
@@ -63,8 +67,7 @@ class Lifecycle:
     :param base_context: The parent of every request context; if omitted, a fresh context
         is made at start-up and closed at shutdown.
     :param settings: The body limits and handler timeout.
-    :param deliver: How the adapter takes each response (see
-        :class:`~kyoukai.backends._exchange.Exchange`).
+    :param respond: How the adapter sends each response.
     :param configured: An application from an Asphalt configuration, started at start-up.
     """
 
@@ -73,11 +76,11 @@ class Lifecycle:
         app: Kyoukai | None,
         base_context: Context | None,
         settings: ServerSettings,
-        deliver: Deliver,
+        respond: Respond,
         configured: ConfiguredApp | None = None,
     ) -> None:
         self._app = app
-        self._deliver = deliver
+        self._respond = respond
         self._given_context = base_context
         self._configured = configured
         #: The body limits and handler timeout.
@@ -91,20 +94,20 @@ class Lifecycle:
 
     @classmethod
     def from_config(
-        cls, sources: tuple[ConfigSource, ...], options: dict[str, Any], deliver: Deliver
+        cls, sources: tuple[ConfigSource, ...], options: dict[str, Any], respond: Respond
     ) -> Lifecycle:
         """A lifecycle for the application an Asphalt configuration describes.
 
         :param sources: YAML files or mappings, as :class:`~kyoukai._deploy.ConfiguredApp`
             takes them.
         :param options: Application settings (:data:`APPLICATION_SETTINGS`).
-        :param deliver: As for the constructor.
+        :param respond: As for the constructor.
         """
         # Deployment sits above the backends; only this constructor reaches up to it.
         from kyoukai._deploy import ConfiguredApp
 
         settings = application_settings(options)
-        return cls(None, None, settings, deliver, ConfiguredApp(*sources))
+        return cls(None, None, settings, respond, ConfiguredApp(*sources))
 
     @property
     def app(self) -> Kyoukai | None:
@@ -139,7 +142,14 @@ class Lifecycle:
         # The hosting server's address is not known here: warn as for every interface.
         app.warn_debug("")
         self.base_context = context
-        self.exchange = Exchange(app, context, self.settings.handler_timeout, self._deliver)
+        respond = self._respond
+        self.exchange = Exchange(
+            app,
+            context,
+            self.settings.handler_timeout,
+            deliver=_pair,
+            finish=lambda rest: respond(*rest),
+        )
         return self.exchange
 
     async def stop(self) -> None:

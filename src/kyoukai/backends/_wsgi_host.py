@@ -255,7 +255,7 @@ class WSGIHost:
             close_iter(stream)
 
 
-def _keep(kept: list[Response], response: Response) -> None:
+async def _keep(kept: list[Response], response: Response) -> None:
     kept.append(response)
 
 

@@ -100,7 +100,7 @@ class ASGIAdapter:
         self, app: Kyoukai | None, base_context: Context | None = None, **options: Any
     ) -> None:
         settings = application_settings(options)
-        self._lifecycle = Lifecycle(app, base_context, settings, self._deliver)
+        self._lifecycle = Lifecycle(app, base_context, settings, self._respond)
         self._bases: dict[Any, dict[str, Any]] = {}
 
     @classmethod
@@ -115,7 +115,7 @@ class ASGIAdapter:
         :param options: As for the constructor.
         """
         adapter = cls(None)
-        adapter._lifecycle = Lifecycle.from_config(sources, options, adapter._deliver)
+        adapter._lifecycle = Lifecycle.from_config(sources, options, adapter._respond)
         return adapter
 
     @property
@@ -254,14 +254,10 @@ class ASGIAdapter:
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
-    def _deliver(
-        self, token: tuple[dict[str, Any], Receive, Send], response: Response
-    ) -> Awaitable[None]:
-        return self._respond(response, *token)
-
     async def _respond(
-        self, response: Response, environ: dict[str, Any], receive: Receive, send: Send
+        self, token: tuple[dict[str, Any], Receive, Send], response: Response
     ) -> None:
+        environ, receive, send = token
         code = response.status_code
         headers, body, stream = response_parts(response, environ, code)
         try:
