@@ -258,13 +258,13 @@ class Failing(Component):
         raise RuntimeError("the database is down")
 
 
-def config(app: Kyoukai, sibling: type[Component]) -> dict[str, Any]:
+def config(app: Kyoukai, sibling: type[Component], **settings: Any) -> dict[str, Any]:
     return {
         "component": {
             "type": "asphalt.core:ContainerComponent",
             "components": {
                 "sibling": {"type": sibling},
-                "kyoukai": {"type": "kyoukai", "app": app, "port": 1},
+                "kyoukai": {"type": "kyoukai", "app": app, "port": 1, **settings},
             },
         }
     }
@@ -275,7 +275,7 @@ async def test_from_asphalt_config_starts_and_stops_the_components(app: Kyoukai)
     async def resource(ctx: HTTPRequestContext) -> str:
         return ctx.require_resource(str, "greeting")
 
-    adapter = ASGIAdapter.from_asphalt_config(config(app, Greeter), max_body_size=10)
+    adapter = ASGIAdapter.from_asphalt_config(config(app, Greeter, max_body_size=10))
     assert adapter.app is None
     lifespan = Lifespan(adapter)
     assert await lifespan.event("startup") == "lifespan.startup.complete"
@@ -297,6 +297,17 @@ async def test_failed_start_up_is_reported_to_the_server(
     adapter = ASGIAdapter.from_asphalt_config(config(app, Failing))
     assert await Lifespan(adapter).event("startup") == "lifespan.startup.failed"
     assert "the database is down" in caplog.text
+
+
+async def test_options_override_the_components_settings(app: Kyoukai) -> None:
+    adapter = ASGIAdapter.from_asphalt_config(
+        config(app, Greeter, max_body_size=10), max_body_size=20
+    )
+    lifespan = Lifespan(adapter)
+    await lifespan.event("startup")
+    body = b"x" * 15
+    assert (await call(adapter, http_scope("/echo", "POST", body_headers(15)), body)).body == body
+    await lifespan.event("shutdown")
 
 
 def test_options_that_belong_to_the_server_are_refused(app: Kyoukai) -> None:

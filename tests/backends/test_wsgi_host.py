@@ -132,7 +132,7 @@ def test_from_asphalt_config_starts_the_components_in_the_worker(app: Kyoukai) -
             "type": "asphalt.core:ContainerComponent",
             "components": {
                 "sibling": {"type": Greeter},
-                "kyoukai": {"type": "kyoukai", "app": app},
+                "kyoukai": {"type": "kyoukai", "app": app, "max_body_size": 10},
             },
         }
     }
@@ -141,6 +141,8 @@ def test_from_asphalt_config_starts_the_components_in_the_worker(app: Kyoukai) -
     try:
         assert host._running is None  # nothing starts before the first request
         assert Client(host.run_application).get("/resource").data == b"from a sibling"
+        # The component's body limit holds behind the WSGI server too.
+        assert Client(host).post("/echo", data=b"x" * 11).status_code == 413
     finally:
         host.close()
 

@@ -91,6 +91,8 @@ class Lifecycle:
         self.exchange: Exchange | None = None
         self._owned: Context | None = None
         self._starting: asyncio.Task[Exchange] | None = None
+        # The options given for a configured application, which override its component's.
+        self._options: dict[str, Any] = {}
 
     @classmethod
     def from_config(
@@ -106,8 +108,9 @@ class Lifecycle:
         # Deployment sits above the backends; only this constructor reaches up to it.
         from kyoukai._deploy import ConfiguredApp
 
-        settings = application_settings(options)
-        return cls(None, None, settings, respond, ConfiguredApp(*sources))
+        lifecycle = cls(None, None, application_settings(options), respond, ConfiguredApp(*sources))
+        lifecycle._options = options
+        return lifecycle
 
     @property
     def app(self) -> Kyoukai | None:
@@ -131,6 +134,10 @@ class Lifecycle:
         if self._configured is not None:
             self._app = await self._configured.start()
             context = self._configured.context
+            found = _component_settings(self._configured.component, self._app)
+            if found is not None:
+                chosen = {name: getattr(found, name) for name in APPLICATION_SETTINGS}
+                self.settings = ServerSettings(**{**chosen, **self._options})
         else:
             context = self._given_context
             if context is None:
@@ -162,6 +169,19 @@ class Lifecycle:
         owned, self._owned = self._owned, None
         if owned is not None:
             await owned.close()
+
+
+def _component_settings(root: Any, app: Kyoukai) -> ServerSettings | None:
+    """The settings of the component that serves ``app`` in the tree under ``root``, so that
+    a configuration's ``max_body_size`` (say) holds behind another server too."""
+    stack = [root]
+    while stack:
+        component = stack.pop()
+        settings = getattr(component, "settings", None)
+        if isinstance(settings, ServerSettings) and getattr(component, "app", None) is app:
+            return settings
+        stack.extend(getattr(component, "child_components", {}).values())
+    return None
 
 
 class RequestBody:

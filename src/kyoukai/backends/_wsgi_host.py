@@ -36,7 +36,7 @@ from kyoukai._head import check_header
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import iter_body
 from kyoukai.backends._lifecycle import Lifecycle, RequestBody, application_settings
-from kyoukai.backends._settings import ProtocolError
+from kyoukai.backends._settings import ProtocolError, ServerSettings
 from kyoukai.wsgi import close_iter, response_parts
 
 if TYPE_CHECKING:
@@ -121,7 +121,6 @@ class WSGIHost:
         self._make_lifecycle: Callable[[], Lifecycle] = lambda: Lifecycle(
             app, base_context, settings, _keep
         )
-        self._settings = settings
         self._running: _Running | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -171,7 +170,8 @@ class WSGIHost:
         # The server's environ stays the server's (it reads keys back after the call).
         environ = environ.copy()
         try:
-            environ["wsgi.input"] = io.BytesIO(self._read_body(environ))
+            data = self._read_body(environ, running.lifecycle.settings)
+            environ["wsgi.input"] = io.BytesIO(data)
         except ProtocolError as exc:
             logger.info("Refused a request: %s", exc)
             data = f"{exc.status} {HTTPStatus(exc.status).phrase}: {exc.problem}\n".encode()
@@ -216,9 +216,9 @@ class WSGIHost:
             return _AsyncBody(running, iter_body(stream))
         return stream  # type: ignore[no-any-return]
 
-    def _read_body(self, environ: dict[str, Any]) -> bytes:
+    def _read_body(self, environ: dict[str, Any], settings: ServerSettings) -> bytes:
         """Read the request body from ``wsgi.input`` under the limits; empty if it has none."""
-        body = RequestBody(environ, self._settings)
+        body = RequestBody(environ, settings)
         declared = environ.get("CONTENT_LENGTH")
         if declared:
             remaining = int(declared)
