@@ -44,7 +44,10 @@ async def test_the_application_is_an_asgi_application(app: Kyoukai) -> None:
     assert exchange.headers[b"content-type"] == b"text/plain; charset=utf-8"
     assert exchange.headers[b"content-length"] == b"5"
     assert exchange.bodies == [{"type": "http.response.body", "body": b"hello"}]
+    adapter = app._asgi
+    assert isinstance(adapter, ASGIAdapter) and adapter.app is app
     assert (await call(app, http_scope("/missing"))).status == 404
+    assert app._asgi is adapter  # made once, on the first call
 
 
 async def test_scope_fills_the_environ(app: Kyoukai) -> None:
