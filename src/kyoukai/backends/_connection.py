@@ -53,6 +53,8 @@ class Connection(asyncio.Protocol):
         self._deadline = 0.0
         self._write_deadline = 0.0
         self._write_buffered = 0
+        #: Whether the peer is a trusted proxy, whose proxy headers are applied to environs.
+        self.proxied = False
 
     # -- what each protocol provides ----------------------------------------------------------
 
@@ -104,6 +106,7 @@ class Connection(asyncio.Protocol):
         else:
             server_name, server_port = self.server_ip, str(self.server_port)
         self._server_address = (server_name, int(server_port))
+        self.proxied = state.trusted_proxies.trusts(remote_addr)
         self._base_environ = {
             "SCRIPT_NAME": "",
             "SERVER_NAME": server_name,

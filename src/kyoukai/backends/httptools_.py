@@ -58,6 +58,7 @@ from kyoukai.backends._http1 import (
     split_target,
     unsupported_version,
 )
+from kyoukai.backends._proxy import apply_proxy_headers
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.backends._state import ServerState
 from kyoukai.wsgi import build_environ, get_formatted_response, to_wsgi_environment
@@ -320,6 +321,8 @@ class KyoukaiProtocol(Connection):
             self._chunked = True
         length = environ.get("CONTENT_LENGTH")
         declared = parse_content_length(length) if length is not None else 0
+        if self.proxied:
+            apply_proxy_headers(environ)
         if declared > self._max_body:
             raise ProtocolError("body too large")
         if (declared or self._chunked) and parser.should_upgrade():
