@@ -60,21 +60,24 @@ class Program:
         return "\n".join(self.lines)
 
     async def wait_for_line(
-        self, pattern: str, *, after: int = 0, within: float = STARTUP_TIMEOUT
+        self, pattern: str, *, after: int = 0, count: int = 1, within: float = STARTUP_TIMEOUT
     ) -> re.Match[str]:
-        """Wait until a line (from index ``after`` on) matches ``pattern``; return the match.
+        """Wait until ``count`` lines (from index ``after`` on) match ``pattern``; return the
+        last match.
 
         :raises AssertionError: If the program exits first, or the time runs out.
         """
         regex = re.compile(pattern)
         seen = after
+        found = 0
         try:
             async with asyncio.timeout(within):
                 async with self._changed:
                     while True:
                         for line in self.lines[seen:]:
                             match = regex.search(line)
-                            if match:
+                            found += match is not None
+                            if match and found == count:
                                 return match
                         seen = len(self.lines)
                         if self._reader.done():

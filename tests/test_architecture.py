@@ -23,6 +23,9 @@ COMPONENTS = {
     "kyoukai._component",
     "kyoukai._config",
     "kyoukai._deploy",
+    "kyoukai._workers",
+    "kyoukai.cli",
+    "kyoukai.__main__",
 }
 #: Modules that must stay I/O-free: they import no asyncio at run time.
 PURE = {

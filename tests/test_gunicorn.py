@@ -121,8 +121,7 @@ async def test_two_workers_serve_and_hup_reloads_the_code(project: Path) -> None
         mark = len(program.lines)
         program.signal(signal.SIGHUP)
         await program.wait_for_line("Handling signal: hup", after=mark)
-        for _ in range(2):
-            await program.wait_for_line(r"Worker exiting", after=mark)
+        await program.wait_for_line(r"Worker exiting", after=mark, count=2)
         after = await pids_serving(url, 2)
         assert not after & before  # the old workers are gone
         async with client() as http:

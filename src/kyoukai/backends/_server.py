@@ -28,7 +28,15 @@ from kyoukai.backends.httptools_ import KyoukaiProtocol
 if TYPE_CHECKING:
     from kyoukai.app import Kyoukai
 
-__all__ = ["KyoukaiServer", "ProtocolFactory", "run_server", "start_server"]
+__all__ = [
+    "KyoukaiServer",
+    "ProtocolFactory",
+    "listen_error",
+    "loop_factory",
+    "run_server",
+    "serve_until_signal",
+    "start_server",
+]
 
 logger = logging.getLogger("kyoukai")
 
@@ -282,21 +290,25 @@ def run_server(
     if uds is not None:
         options.update(uds=uds, uds_mode=uds_mode)
     handler = _log_to_console()
-    loop_factory = None
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            loop_factory = uvloop.new_event_loop
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
+        with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
             runner.run(_serve_until_signal(app, ip, port, component, tls, options))
     finally:
         if handler is not None:
             logger.removeHandler(handler)
             logger.setLevel(logging.NOTSET)
+
+
+def loop_factory(use_uvloop: bool = True) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory when it is wanted and installed; ``None`` (asyncio's) otherwise."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            return None
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
+    return None
 
 
 def _log_to_console() -> logging.Handler | None:
@@ -311,7 +323,7 @@ def _log_to_console() -> logging.Handler | None:
     return handler
 
 
-def _listen_error(where: str, exc: OSError) -> SystemExit:
+def listen_error(where: str, exc: OSError) -> SystemExit:
     """One line that says why the address cannot be served, instead of a traceback."""
     reason = {
         errno.EADDRINUSE: "the address is already in use; stop what uses it or pick another port",
@@ -335,7 +347,12 @@ async def _serve_until_signal(
         server = await start_server(app, ip, port, component=component, ssl=tls, **options)
     except OSError as exc:
         where = f"unix:{os.fspath(options['uds'])}" if "uds" in options else f"{ip}:{port}"
-        raise _listen_error(where, exc) from None
+        raise listen_error(where, exc) from None
+    await serve_until_signal(server)
+
+
+async def serve_until_signal(server: KyoukaiServer) -> None:
+    """Serve until SIGINT or SIGTERM, then stop ``server`` gracefully."""
     logger.info("Press Ctrl+C to quit")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

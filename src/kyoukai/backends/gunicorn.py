@@ -36,7 +36,7 @@ from werkzeug.wrappers import Response
 
 from kyoukai.app import Kyoukai
 from kyoukai.backends._exchange import Exchange
-from kyoukai.backends._server import KyoukaiServer, start_server
+from kyoukai.backends._server import KyoukaiServer, loop_factory, start_server
 from kyoukai.backends._settings import ServerSettings
 from kyoukai.backends.httptools_ import KyoukaiProtocol
 
@@ -220,12 +220,7 @@ class KyoukaiWorker(Worker):  # type: ignore[misc]  # gunicorn is not typed
     def init_process(self) -> None:
         """Make this process's event loop (uvloop's when installed), then let gunicorn
         finish the set-up and call :meth:`run`."""
-        try:
-            import uvloop
-        except ImportError:
-            self.loop = asyncio.new_event_loop()
-        else:
-            self.loop = uvloop.new_event_loop()
+        self.loop = (loop_factory() or asyncio.new_event_loop)()
         asyncio.set_event_loop(self.loop)
         super().init_process()
 
