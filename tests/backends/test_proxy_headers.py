@@ -81,13 +81,23 @@ def test_forwarded_field_last_element_wins() -> None:
     environ = base_environ(
         HTTP_FORWARDED='for=192.0.2.1;proto=http, for="[2001:db8::17]:4711";proto=https;'
         'host="example.org:8443"',
-        HTTP_X_FORWARDED_FOR="198.51.100.7",
     )
     apply_proxy_headers(environ)
     assert environ["REMOTE_ADDR"] == "2001:db8::17"
     assert environ["wsgi.url_scheme"] == "https"
     assert environ["HTTP_HOST"] == "example.org:8443"
     assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.org", "8443")
+
+
+def test_x_forwarded_fields_win_over_a_forwarded_field() -> None:
+    # A proxy that sets X-Forwarded-* passes a client's Forwarded field through unchanged.
+    environ = base_environ(
+        HTTP_X_FORWARDED_FOR="203.0.113.5",
+        HTTP_FORWARDED="for=198.51.100.1;proto=https;host=evil.example",
+    )
+    apply_proxy_headers(environ)
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("203.0.113.5", "http")
+    assert environ["HTTP_HOST"] == "backend:8000"
 
 
 @pytest.mark.parametrize("node", ["unknown", "_hidden", "for=garbage"])
@@ -97,8 +107,11 @@ def test_forwarded_for_without_an_address_keeps_the_peer(node: str) -> None:
     assert environ["REMOTE_ADDR"] == "127.0.0.1"
 
 
-def test_unknown_scheme_is_ignored() -> None:
-    environ = base_environ(HTTP_X_FORWARDED_PROTO="javascript")
+@pytest.mark.parametrize(
+    "fields", [{"HTTP_X_FORWARDED_PROTO": "javascript"}, {"HTTP_FORWARDED": "proto=gopher"}]
+)
+def test_unknown_scheme_is_ignored(fields: dict[str, str]) -> None:
+    environ = base_environ(**fields)
     apply_proxy_headers(environ)
     assert environ["wsgi.url_scheme"] == "http"
 

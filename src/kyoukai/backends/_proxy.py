@@ -25,15 +25,15 @@ __all__ = ["TrustedProxies", "apply_proxy_headers"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: The environ keys of the fields a proxy sets; without any of them nothing changes.
-PROXY_KEYS = (
+#: The environ keys of the ``X-Forwarded-*`` fields.
+X_FORWARDED_KEYS = (
     "HTTP_X_FORWARDED_FOR",
     "HTTP_X_FORWARDED_PROTO",
     "HTTP_X_FORWARDED_HOST",
     "HTTP_X_FORWARDED_PORT",
-    "HTTP_FORWARDED",
 )
 _SCHEMES = ("http", "https")
+_ORIGINAL = ("REMOTE_ADDR", "wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT")
 
 
 class TrustedProxies:
@@ -113,24 +113,26 @@ def apply_proxy_headers(environ: dict[str, Any]) -> None:
 
     ``REMOTE_ADDR``, ``wsgi.url_scheme`` and ``HTTP_HOST`` (with ``SERVER_NAME`` and
     ``SERVER_PORT``) change; the values they had are kept under ``werkzeug.proxy_fix.orig``,
-    as ``ProxyFix`` keeps them. ``Forwarded`` wins over ``X-Forwarded-*`` when a proxy sends
-    both. A scheme other than ``http`` or ``https`` is ignored.
+    as ``ProxyFix`` keeps them. One family of fields is used: ``X-Forwarded-*`` when any is
+    present (what nginx, HAProxy and cloud load balancers send, overwriting the client's),
+    ``Forwarded`` otherwise, so that a field the proxy does not set, and so passes through from
+    the client, cannot override one it does. A scheme other than ``http`` or ``https`` is
+    ignored.
 
     :param environ: The environ of a request that came from a trusted proxy.
     """
-    if not any(key in environ for key in PROXY_KEYS):
-        return
-    scheme = environ["wsgi.url_scheme"]
-    _X_FORWARDED(environ, None)  # type: ignore[arg-type]
-    forwarded = environ.get("HTTP_FORWARDED")
-    if forwarded:
-        _apply_forwarded(environ, forwarded)
-    if environ["wsgi.url_scheme"] not in _SCHEMES:
-        environ["wsgi.url_scheme"] = scheme
+    if any(key in environ for key in X_FORWARDED_KEYS):
+        scheme = environ["wsgi.url_scheme"]
+        _X_FORWARDED(environ, None)  # type: ignore[arg-type]
+        if environ["wsgi.url_scheme"] not in _SCHEMES:
+            environ["wsgi.url_scheme"] = scheme
+    elif "HTTP_FORWARDED" in environ:
+        _apply_forwarded(environ, environ["HTTP_FORWARDED"])
 
 
 def _apply_forwarded(environ: dict[str, Any], value: str) -> None:
     """RFC 7239: the last element is the one the trusted proxy added."""
+    environ["werkzeug.proxy_fix.orig"] = {key: environ.get(key) for key in _ORIGINAL}
     elements = parse_list_header(value)
     if not elements:
         return
@@ -139,7 +141,7 @@ def _apply_forwarded(environ: dict[str, Any], value: str) -> None:
     if client:
         environ["REMOTE_ADDR"] = client
     proto = params.get("proto", "").lower()
-    if proto:
+    if proto in _SCHEMES:
         environ["wsgi.url_scheme"] = proto
     host = params.get("host")
     if host:
