@@ -62,15 +62,11 @@ def need_nginx() -> None:
         pytest.skip("nginx is not installed (Debian package nginx; .ci/run installs it)")
 
 
-@asynccontextmanager
-async def run_nginx(
-    root: Path, upstream: str
-) -> AsyncIterator[tuple[Program, str, ssl.SSLContext]]:
-    """Run nginx proxying to ``upstream`` (``unix:/path`` or ``127.0.0.1:port``).
+def configure(root: Path, upstream: str) -> tuple[list[str], str, ssl.SSLContext]:
+    """Write nginx's configuration and certificate under ``root``.
 
-    :return: The program, its ``https://`` URL and a TLS context that trusts it.
+    :return: The command line, nginx's ``https://`` URL and a TLS context that trusts it.
     """
-    need_nginx()
     root.mkdir(exist_ok=True)
     authority = trustme.CA()
     authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
@@ -80,5 +76,18 @@ async def run_nginx(
     port = free_port()
     (root / "nginx.conf").write_text(CONFIG.format(root=root, upstream=upstream, port=port))
     args = [NGINX, "-p", str(root), "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")]
+    return args, f"https://127.0.0.1:{port}", verify
+
+
+@asynccontextmanager
+async def run_nginx(
+    root: Path, upstream: str
+) -> AsyncIterator[tuple[Program, str, ssl.SSLContext]]:
+    """Run nginx proxying to ``upstream`` (``unix:/path`` or ``127.0.0.1:port``).
+
+    :return: The program, its ``https://`` URL and a TLS context that trusts it.
+    """
+    need_nginx()
+    args, url, verify = configure(root, upstream)
     async with run_program(args, cwd=root) as program:
-        yield program, f"https://127.0.0.1:{port}", verify
+        yield program, url, verify
