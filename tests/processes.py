@@ -115,8 +115,12 @@ async def run_program(
     *,
     cwd: str | os.PathLike[str] | None = None,
     env: dict[str, str] | None = None,
+    user: str | None = None,
 ) -> AsyncIterator[Program]:
-    """Start a program; it is ended (and its output kept for failures) on the way out."""
+    """Start a program; it is ended (and its output kept for failures) on the way out.
+
+    :param user: The user to run it as (the program may refuse to run as root).
+    """
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = await asyncio.create_subprocess_exec(
         *map(str, args),
@@ -126,6 +130,8 @@ async def run_program(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
+        user=user,
+        group=user,
     )
     program = Program(process)
     try:
