@@ -8,9 +8,9 @@ across a crash (``fsync=off``): it lives as long as one test.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -54,15 +54,17 @@ async def run_postgres() -> AsyncIterator[str]:
     binaries = find_binaries()
     with cluster_directory() as (directory, user):
         data = directory / "data"
-        subprocess.run(
-            [binaries / "initdb", "-D", data, "-U", "notes", "--auth=trust", "-E", "UTF8"],
-            check=True,
-            capture_output=True,
+        initdb = await asyncio.create_subprocess_exec(
+            *map(str, [binaries / "initdb", "-D", data, "-U", "notes", "--auth=trust"]),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
             user=user,
             group=user,
             cwd=directory,
-            timeout=120,
         )
+        async with asyncio.timeout(120):
+            output, _ = await initdb.communicate()
+        assert initdb.returncode == 0, output.decode(errors="replace")
         port = free_port()
         args = [binaries / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port)]
         args += ["-k", directory, "-c", "fsync=off", "-c", "logging_collector=off"]
