@@ -91,6 +91,27 @@ class Program:
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
+    async def wait_for_port(self, port: int, within: float = STARTUP_TIMEOUT) -> None:
+        """Wait until ``127.0.0.1:port`` accepts connections; fail early if the program died."""
+        async with asyncio.timeout(within):
+            while True:
+                if self.process.returncode is not None:
+                    await self.wait_exit()
+                    raise AssertionError(f"the program exited before serving:\n{self.output}")
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.05)  # between connection attempts
+                    continue
+                writer.close()
+                await writer.wait_closed()
+                return
+
+    async def terminate(self) -> int:
+        """Send SIGTERM and return the exit status."""
+        self.signal(signal.SIGTERM)
+        return await self.wait_exit()
+
     async def wait_exit(self, within: float = EXIT_TIMEOUT) -> int:
         async with asyncio.timeout(within):
             code = await self.process.wait()
@@ -116,12 +137,15 @@ async def run_program(
     cwd: str | os.PathLike[str] | None = None,
     env: dict[str, str] | None = None,
     user: str | None = None,
+    inherit: bool = True,
 ) -> AsyncIterator[Program]:
     """Start a program; it is ended (and its output kept for failures) on the way out.
 
+    :param env: Variables added to this process's environment (unbuffered Python output).
     :param user: The user to run it as (the program may refuse to run as root).
+    :param inherit: ``False`` to give the program ``env`` alone as its environment.
     """
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})} if inherit else env
     process = await asyncio.create_subprocess_exec(
         *map(str, args),
         cwd=cwd,

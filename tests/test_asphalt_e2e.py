@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 import trustme
+
+from processes import Program, free_port, run_program
 
 pytestmark = pytest.mark.slow
 
@@ -76,85 +77,10 @@ class Root(ContainerComponent):
 """
 
 
-def free_port() -> int:
-    """A port that was free a moment ago (the process binds it again: a tiny race)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class AsphaltProcess:
-    """A running ``asphalt run``: its output, collected as it comes, and its lifetime."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._line_added = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for raw in self.process.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip())
-            self._line_added.set()
-        self._line_added.set()
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    async def wait_for_line(self, text: str) -> None:
-        """Wait until the process printed a line containing ``text``."""
-        async with asyncio.timeout(TIMEOUT):
-            while not any(text in line for line in self.lines):
-                if self._reader.done():
-                    pytest.fail(f"the process ended without printing {text!r}:\n{self.output}")
-                self._line_added.clear()
-                await self._line_added.wait()
-
-    async def wait_until_serving(self, port: int) -> None:
-        """Wait until ``port`` accepts connections; fail early if the process died."""
-        async with asyncio.timeout(STARTUP_TIMEOUT):
-            while True:
-                if self.process.returncode is not None:
-                    pytest.fail(
-                        f"asphalt exited with {self.process.returncode} before serving:\n"
-                        f"{self.output}"
-                    )
-                try:
-                    _, writer = await asyncio.wait_for(
-                        asyncio.open_connection("127.0.0.1", port), TIMEOUT
-                    )
-                except OSError:
-                    await asyncio.sleep(0.05)  # between connection attempts
-                    continue
-                writer.close()
-                await writer.wait_closed()
-                return
-
-    async def wait(self) -> int:
-        async with asyncio.timeout(EXIT_TIMEOUT):
-            code = await self.process.wait()
-            await self._reader
-        return code
-
-    async def terminate(self) -> int:
-        """Send SIGTERM and return the exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        return await self.wait()
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-        self._reader.cancel()
-
-
 @asynccontextmanager
 async def asphalt_run(
     args: Sequence[str], cwd: Path, *, python_args: Sequence[str] | None = None, **env: str
-) -> AsyncIterator[AsphaltProcess]:
+) -> AsyncIterator[Program]:
     """Start ``asphalt run ARGS`` (or ``python PYTHON_ARGS -m asphalt run ARGS``) in ``cwd``."""
     if python_args is None:
         command = [str(ASPHALT), "run", *args]
@@ -162,19 +88,8 @@ async def asphalt_run(
         command = [sys.executable, *python_args, "-m", "asphalt", "run", *args]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     environment.update(env)
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        cwd=cwd,
-        env=environment,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    running = AsphaltProcess(process)
-    try:
+    async with run_program(command, cwd=cwd, env=environment, inherit=False) as running:
         yield running
-    finally:
-        await running.kill()
 
 
 def http(port: int) -> httpx.AsyncClient:
@@ -196,7 +111,7 @@ async def test_single_component_config_from_the_spec() -> None:
     port = free_port()
     # No PYTHONPATH: "app: app:kyk" is found in the working directory.
     async with asphalt_run(["config.yml", "--set", f"component.port={port}"], TUTORIAL) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         async with http(port) as client:
             page = await client.get("/")
             style = await client.get("/static/style.css")
@@ -211,7 +126,7 @@ async def test_container_config_from_the_spec_overrides_the_address() -> None:
     port = free_port()
     args = ["container.yml", "--set", f"component.components.kyoukai.port={port}"]
     async with asphalt_run(args, TUTORIAL, PYTHONPATH=str(TUTORIAL)) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         async with http(port) as client:
             response = await client.get("/")
         assert response.status_code == 200 and "Hello from Kyoukai" in response.text
@@ -222,7 +137,7 @@ async def test_optimized_python_with_the_uvloop_policy(e2e_app: Path) -> None:
     port = free_port()
     args = ["-l", "uvloop", "config.yml", "--set", f"component.components.kyoukai.port={port}"]
     async with asphalt_run(args, e2e_app, python_args=["-O"]) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         async with http(port) as client:
             info = (await client.get("/info")).json()
         assert info == {"loop": "uvloop", "debug": False}
@@ -233,7 +148,7 @@ async def test_optimized_python_with_the_uvloop_policy(e2e_app: Path) -> None:
 async def test_bad_configuration_stops_start_up_naming_the_key() -> None:
     args = ["config.yml", "--set", "component.max_bdy_size=10"]
     async with asphalt_run(args, TUTORIAL) as proc:
-        assert await proc.wait() != 0
+        assert await proc.wait_exit() != 0
     assert "unknown Kyoukai configuration key 'max_bdy_size'" in proc.output
     assert "did you mean 'max_body_size'?" in proc.output
 
@@ -254,7 +169,7 @@ async def test_https_from_the_ssl_section(tmp_path: Path) -> None:
     ]
     trust = ssl.create_default_context(cafile=str(ca_file))
     async with asphalt_run(args, TUTORIAL) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         async with httpx.AsyncClient(verify=trust, timeout=TIMEOUT, trust_env=False) as client:
             response = await client.get(f"https://127.0.0.1:{port}/")
         assert response.status_code == 200 and "Hello from Kyoukai" in response.text
@@ -269,14 +184,14 @@ async def test_sigterm_completes_the_request_in_flight(e2e_app: Path) -> None:
     port = free_port()
     args = ["config.yml", "--set", f"component.components.kyoukai.port={port}"]
     async with asphalt_run(args, e2e_app, PYTHONPATH=str(e2e_app)) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         async with http(port) as client:
             slow = asyncio.create_task(client.get("/slow"))
             await proc.wait_for_line("slow request started")
             proc.process.send_signal(signal.SIGTERM)
             async with asyncio.timeout(TIMEOUT):
                 response = await slow
-            assert await proc.wait() == 0
+            assert await proc.wait_exit() == 0
     assert (response.status_code, response.text) == (200, "finished during shutdown")
     assert response.headers["connection"] == "close"
     output = proc.output
@@ -303,9 +218,7 @@ def check_notes_order(output: str) -> None:
 
 
 @asynccontextmanager
-async def notes_process(
-    tmp_path: Path, database: Path
-) -> AsyncIterator[tuple[AsphaltProcess, int]]:
+async def notes_process(tmp_path: Path, database: Path) -> AsyncIterator[tuple[Program, int]]:
     """``examples/notes`` under ``asphalt run``, serving on a free port: (process, port)."""
     port = free_port()
     args = [
@@ -315,7 +228,7 @@ async def notes_process(
         f"component.components.kyoukai.port={port}",
     ]
     async with asphalt_run(args, NOTES, PYTHONPATH=str(NOTES)) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         yield proc, port
 
 
@@ -387,7 +300,7 @@ async def test_notes_sigterm_completes_a_request_in_flight(tmp_path: Path) -> No
             raw = await reader.read()  # the whole response: the server closes after it
             writer.close()
             await writer.wait_closed()
-        assert await proc.wait() == 0, proc.output
+        assert await proc.wait_exit() == 0, proc.output
     status_line, _, rest = raw.partition(b"\r\n")
     assert status_line == b"HTTP/1.1 201 Created", raw
     assert b"\r\nconnection: close\r\n" in rest.lower()

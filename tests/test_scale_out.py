@@ -19,7 +19,7 @@ import pytest
 
 from nginx import run_nginx
 from postgres import run_postgres
-from processes import EXAMPLES, TIMEOUT, Program, free_port, run_program
+from processes import EXAMPLES, TIMEOUT, Program, free_port, run_program, wait_until_serving
 from test_gunicorn import gunicorn_args, serve_module
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,8 @@ async def test_notes_on_postgres_under_two_workers_behind_nginx(tmp_path: Path) 
     serve_module(tmp_path, str(NOTES / "config.yml"), str(NOTES / "postgres.yml"))
     port = free_port()
     async with run_postgres() as database, notes_workers(tmp_path, port, database) as workers:
-        async with run_nginx(tmp_path / "nginx", f"127.0.0.1:{port}") as (_, url, verify):
+        async with run_nginx(tmp_path / "nginx", f"127.0.0.1:{port}") as (nginx, url, verify):
+            await wait_until_serving(url + "/notes", nginx, verify=verify)  # 502 until workers
             async with httpx.AsyncClient(verify=verify, timeout=TIMEOUT) as http:
                 await answered(url + "/notes", http, workers)
                 mark = len(workers.lines)
