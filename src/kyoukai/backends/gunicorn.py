@@ -35,10 +35,10 @@ from gunicorn.workers.base import Worker
 from werkzeug.wrappers import Response
 
 from kyoukai.app import Kyoukai
-from kyoukai.backends._exchange import Exchange
+from kyoukai.backends._http1 import Cycle, StreamJob
 from kyoukai.backends._server import KyoukaiServer, loop_factory, start_server
 from kyoukai.backends._settings import ServerSettings
-from kyoukai.backends.httptools_ import KyoukaiProtocol
+from kyoukai.backends.httptools_ import KyoukaiProtocol, Pending
 
 if TYPE_CHECKING:
     import ssl
@@ -176,30 +176,29 @@ class _LoggedResponse:
         self.sent = response.content_length
 
 
-class _WorkerExchange(Exchange):
-    """Counts the worker's requests (``--max-requests``) and writes gunicorn's access log."""
-
-    __slots__ = ("_worker",)
-
-    def __init__(self, worker: KyoukaiWorker, *args: Any) -> None:
-        super().__init__(*args)
-        self._worker = worker
-
-    async def respond(
-        self, environ: dict[str, Any], server: tuple[str, int | None] | None
-    ) -> Response:
-        began = time.monotonic()
-        response = await super().respond(environ, server)
-        self._worker.request_done(environ, response, time.monotonic() - began)
-        return response
+#: The environ key of a request's start (loop time), for gunicorn's request time atoms.
+STARTED_KEY = "kyoukai.gunicorn.started"
 
 
 class _WorkerProtocol(KyoukaiProtocol):
+    """Counts the worker's requests (``--max-requests``) and writes gunicorn's access log as
+    each response is delivered."""
+
     def __init__(self, *args: Any, worker: KyoukaiWorker, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._exchange = _WorkerExchange(
-            worker, self.app, self.parent_context, self._settings.handler_timeout
-        )
+        self._worker = worker
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self._environ is not None and self._worker.access_log:
+            self._environ[STARTED_KEY] = time.monotonic()
+
+    def _write_ready(
+        self, cycle: Cycle | None = None, response: Response | None = None
+    ) -> StreamJob | Pending | None:
+        if cycle is not None and response is not None and cycle.environ is not None:
+            self._worker.request_done(cycle.environ, response)
+        return super()._write_ready(cycle, response)
 
 
 class KyoukaiWorker(Worker):  # type: ignore[misc]  # gunicorn is not typed
@@ -215,7 +214,8 @@ class KyoukaiWorker(Worker):  # type: ignore[misc]  # gunicorn is not typed
         super().__init__(*args, **kwargs)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._access_log = False
+        #: Whether gunicorn's access log is on (``--access-logfile`` or a logging config).
+        self.access_log = False
 
     def init_process(self) -> None:
         """Make this process's event loop (uvloop's when installed), then let gunicorn
@@ -279,10 +279,11 @@ class KyoukaiWorker(Worker):  # type: ignore[misc]  # gunicorn is not typed
         finally:
             self.loop.close()
 
-    def request_done(self, environ: dict[str, Any], response: Response, seconds: float) -> None:
+    def request_done(self, environ: dict[str, Any], response: Response) -> None:
         """Count a request, log it, and stop after ``--max-requests``."""
         self.nr += 1
-        if self._access_log:
+        if self.access_log:
+            seconds = time.monotonic() - environ.get(STARTED_KEY, time.monotonic())
             headers = [
                 (key[5:].replace("_", "-"), value)
                 for key, value in environ.items()
@@ -326,8 +327,8 @@ class KyoukaiWorker(Worker):  # type: ignore[misc]  # gunicorn is not typed
         error: BaseException | None = None
         try:
             settings = self._settings(configured)
-            self._access_log = getattr(self.log, "access_log_enabled", bool(self.cfg.accesslog))
-            if self._access_log:
+            self.access_log = getattr(self.log, "access_log_enabled", bool(self.cfg.accesslog))
+            if self.access_log:
                 app.access_log = False  # gunicorn's access log takes its place
             server = await start_server(
                 app,
