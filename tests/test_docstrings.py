@@ -32,6 +32,8 @@ DOCUMENTED_MODULES = [
     "kyoukai.testing",
     "kyoukai.wsgi",
     "kyoukai.backends.httptools_",
+    "kyoukai.backends.gunicorn",
+    "kyoukai.cli",
 ]
 
 _PARAM = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+):", re.MULTILINE)

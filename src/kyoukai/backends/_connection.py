@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from kyoukai._context import PROTOCOL_ENVIRON_KEY
 from kyoukai.backends._flow import FlowControl
+from kyoukai.backends._proxy import apply_proxy_headers
 from kyoukai.backends._state import ServerState
 
 __all__ = ["LINGER_SECONDS", "Connection"]
@@ -34,6 +35,9 @@ class Connection(asyncio.Protocol):
     :param server_ip: The address the server listens on.
     :param server_port: The port the server listens on.
     """
+
+    #: What a protocol calls on the environ of each request when :attr:`proxied` is true.
+    apply_proxy_headers = staticmethod(apply_proxy_headers)
 
     def __init__(self, state: ServerState, server_ip: str, server_port: int) -> None:
         #: The address and port the server listens on.

@@ -58,7 +58,6 @@ from kyoukai.backends._http1 import (
     split_target,
     unsupported_version,
 )
-from kyoukai.backends._proxy import apply_proxy_headers
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.backends._state import ServerState
 from kyoukai.wsgi import build_environ, get_formatted_response, to_wsgi_environment
@@ -322,7 +321,7 @@ class KyoukaiProtocol(Connection):
         length = environ.get("CONTENT_LENGTH")
         declared = parse_content_length(length) if length is not None else 0
         if self.proxied:
-            apply_proxy_headers(environ)
+            self.apply_proxy_headers(environ)
         if declared > self._max_body:
             raise ProtocolError("body too large")
         if (declared or self._chunked) and parser.should_upgrade():
