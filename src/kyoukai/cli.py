@@ -155,7 +155,8 @@ def _run_workers(args: argparse.Namespace, options: dict[str, Any], uds_mode: in
         raise UsageError("--workers needs gunicorn: pip install 'kyoukai[gunicorn]'") from None
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
-    options.pop("http2", None)
+    if options.pop("http2", False):
+        raise UsageError("--http2 is served by one process only here: leave out --workers")
     if _is_configuration(args.target):
         paths = check_configuration(args)
         adapter = GunicornAdapter.from_asphalt_config(*paths, **options)
