@@ -176,7 +176,7 @@ class _LoggedResponse:
         self.sent = response.content_length
 
 
-#: The environ key of a request's start (loop time), for gunicorn's request time atoms.
+#: The environ key of when a request's head was read (``time.monotonic()``), for the access log.
 STARTED_KEY = "kyoukai.gunicorn.started"
 
 
