@@ -43,6 +43,8 @@ class Program:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.lines: list[str] = []
+        #: The index in :attr:`lines` of the line :meth:`wait_for_line` matched last.
+        self.matched_at = 0
         self._changed = asyncio.Condition()
         self._reader = asyncio.ensure_future(self._read())
 
@@ -63,7 +65,7 @@ class Program:
         self, pattern: str, *, after: int = 0, count: int = 1, within: float = STARTUP_TIMEOUT
     ) -> re.Match[str]:
         """Wait until ``count`` lines (from index ``after`` on) match ``pattern``; return the
-        last match.
+        last match (its index is then :attr:`matched_at`).
 
         :raises AssertionError: If the program exits first, or the time runs out.
         """
@@ -74,10 +76,11 @@ class Program:
             async with asyncio.timeout(within):
                 async with self._changed:
                     while True:
-                        for line in self.lines[seen:]:
+                        for index, line in enumerate(self.lines[seen:], seen):
                             match = regex.search(line)
                             found += match is not None
                             if match and found == count:
+                                self.matched_at = index
                                 return match
                         seen = len(self.lines)
                         if self._reader.done():

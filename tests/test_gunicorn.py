@@ -151,7 +151,7 @@ async def test_a_worker_stuck_past_the_timeout_is_replaced(project: Path) -> Non
             await program.wait_for_line(rf"WORKER TIMEOUT \(pid:{first}\)", within=TIMEOUT)
             with pytest.raises(httpx.TransportError):
                 await stuck
-            await program.wait_for_line("Booting worker", after=len(program.lines) - 1)
+            await program.wait_for_line("Booting worker", after=program.matched_at + 1)
             await wait_until_serving(url + "/", program)
             assert (await http.get(url + "/")).json()["pid"] != first
 
@@ -164,7 +164,7 @@ async def test_max_requests_restarts_the_worker_and_access_log_is_gunicorns(
         async with client() as http:
             pids = [(await http.get(url + "/")).json()["pid"] for _ in range(2)]
             await program.wait_for_line("Autorestarting worker after current request.")
-            await program.wait_for_line("Booting worker", after=len(program.lines) - 1)
+            await program.wait_for_line("Booting worker", after=program.matched_at + 1)
             await wait_until_serving(url + "/", program)
             later = (await http.get(url + "/")).json()["pid"]
         # The poll of wait_until_serving was the third request of the first worker.
