@@ -128,15 +128,16 @@ async def test_two_workers_serve_and_hup_reloads_the_code(project: Path) -> None
             assert (await http.get(url + "/")).json()["version"] == "v2"
 
 
-async def test_term_lets_an_in_flight_request_finish(project: Path) -> None:
-    async with serve_gunicorn(project, "app:application", "--graceful-timeout", "10") as (
-        program,
-        url,
-    ):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT])
+async def test_term_or_quit_lets_an_in_flight_request_finish(
+    project: Path, signum: signal.Signals
+) -> None:
+    extra = ("--graceful-timeout", "10")
+    async with serve_gunicorn(project, "app:application", *extra) as (program, url):
         async with client() as http:
             slow = asyncio.ensure_future(http.get(url + "/slow"))
             await program.wait_for_line("slow request started")
-            program.signal(signal.SIGTERM)
+            program.signal(signum)
             answer = await slow
         assert (answer.status_code, answer.text) == (200, "slow request finished")
         assert await program.wait_exit() == 0
