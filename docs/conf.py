@@ -66,13 +66,17 @@ if not (os.environ.get("READTHEDOCS") or os.environ.get("KYOUKAI_DOCS_INTERSPHIN
 # intersphinx when it is on, and are plain text otherwise, so they are not errors here.
 nitpicky = True
 _EXTERNAL = (
-    r"(werkzeug|asphalt|asyncio|_asyncio|contextvars|io|json|ssl|ssl_module|typing|collections)\..*"
+    r"(werkzeug|asphalt|asyncio|_asyncio|contextvars|io|json|ssl|ssl_module|typing|collections"
+    r"|gunicorn|argparse|os)\..*"
 )
 nitpick_ignore_regex = [
     (r"py:.*", _EXTERNAL),
     (r"py:.*", r"kyoukai\.(\w+\.)*_\w+(\..*)?"),
     # Annotations that name a class imported only for type checking, or a private alias.
-    (r"py:class", r"Context|Rule|ServerState|KyoukaiServer|RouteDecorator|ConfigSource"),
+    (
+        r"py:class",
+        r"Context|Rule|ServerState|ServerSettings|KyoukaiServer|RouteDecorator|ConfigSource",
+    ),
 ]
 html_theme = "furo"
 html_title = f"Kyoukai {release}"

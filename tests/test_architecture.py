@@ -23,6 +23,9 @@ COMPONENTS = {
     "kyoukai._component",
     "kyoukai._config",
     "kyoukai._deploy",
+    "kyoukai._workers",
+    "kyoukai.cli",
+    "kyoukai.__main__",
 }
 #: Modules that must stay I/O-free: they import no asyncio at run time.
 PURE = {
@@ -31,6 +34,7 @@ PURE = {
     "kyoukai.backends._settings",
     "kyoukai.backends._http1",
     "kyoukai.backends._decode",
+    "kyoukai.backends._proxy",
 }
 #: The sanctioned upward arrows: (importer, function it is inside, imported module).
 LAZY_ALLOWED = {
@@ -40,6 +44,9 @@ LAZY_ALLOWED = {
     ("kyoukai.app", "__call__", "kyoukai.backends.asgi"),
     # Serving an Asphalt configuration behind another server starts it the one shared way.
     ("kyoukai.backends._lifecycle", "from_config", "kyoukai._deploy"),
+    # The spec's GunicornAdapter.from_asphalt_config lives in the backend module the spec
+    # names; only that constructor needs the configuration loader, so it imports it when called.
+    ("kyoukai.backends.gunicorn", "from_asphalt_config", "kyoukai._deploy"),
 }
 MAX_LINES = 600
 

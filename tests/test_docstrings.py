@@ -34,6 +34,8 @@ DOCUMENTED_MODULES = [
     "kyoukai.backends.httptools_",
     "kyoukai.backends.asgi",
     "kyoukai.backends.uwsgi",
+    "kyoukai.backends.gunicorn",
+    "kyoukai.cli",
 ]
 
 _PARAM = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+):", re.MULTILINE)

@@ -15,7 +15,14 @@ from typing import Any
 
 from asphalt.core import Component, Context, context_teardown
 
-from kyoukai._config import build_ssl_context, check_address, check_keys, get_bool, resolve_app
+from kyoukai._config import (
+    build_ssl_context,
+    check_address,
+    check_keys,
+    get_bool,
+    get_unix_socket,
+    resolve_app,
+)
 from kyoukai._version import SERVER_HEADER
 from kyoukai.app import Kyoukai
 from kyoukai.backends._server import start_server
@@ -32,7 +39,16 @@ logger = logging.getLogger("kyoukai.asphalt")
 SERVED_ELSEWHERE: ContextVar[bool] = ContextVar("kyoukai_served_elsewhere", default=False)
 
 #: Configuration keys of :class:`KyoukaiComponent` that are not server settings.
-COMPONENT_KEYS = ("resource_name", "access_log", "debug", "run_server", "ssl", "http2")
+COMPONENT_KEYS = (
+    "resource_name",
+    "access_log",
+    "debug",
+    "run_server",
+    "ssl",
+    "http2",
+    "uds",
+    "uds_mode",
+)
 
 
 class KyoukaiBaseComponent(Component):
@@ -147,7 +163,9 @@ class KyoukaiComponent(KyoukaiBaseComponent):
     :param cfg: ``run_server`` (default ``True``; ``False`` publishes the application
         without serving it, for another server such as an ASGI one), ``ssl`` (a mapping with
         ``enabled``, ``ssl_certfile``, ``ssl_keyfile``, or an :class:`ssl.SSLContext`),
-        ``http2``, ``resource_name``, ``access_log``, and any server setting of
+        ``http2``, ``uds`` (the path of a Unix socket to listen on instead of ``ip:port``)
+        and ``uds_mode`` (its permissions, such as ``0o660``), ``resource_name``,
+        ``access_log``, and any server setting of
         :class:`~kyoukai.backends._settings.ServerSettings` (limits and timeouts).
     :raises TypeError: If a key is unknown or a value has the wrong type.
     :raises ValueError: If a value is out of range or the combination is not supported.
@@ -170,6 +188,8 @@ class KyoukaiComponent(KyoukaiBaseComponent):
             )
         #: The TLS context of the server, or ``None`` for plain HTTP.
         self.ssl_context = build_ssl_context(cfg.get("ssl"))
+        #: The Unix socket to listen on instead of ``ip:port``, and its permissions.
+        self.uds, self.uds_mode = get_unix_socket(cfg)
         try:
             #: The limits and timeouts of the server.
             self.settings = ServerSettings(**{k: cfg[k] for k in setting_names if k in cfg})
@@ -191,13 +211,21 @@ class KyoukaiComponent(KyoukaiBaseComponent):
 
         try:
             self.server = await start_server(
-                self.app, self.ip, self.port, component=self, base_context=ctx, ssl=self.ssl_context
+                self.app,
+                self.ip,
+                self.port,
+                component=self,
+                base_context=ctx,
+                ssl=self.ssl_context,
+                uds=self.uds,
+                uds_mode=self.uds_mode,
             )
         except OSError as exc:
+            where = f"unix:{self.uds}" if self.uds else f"{self.ip}:{self.port}"
             raise OSError(
                 exc.errno,
-                f"cannot listen on {self.ip}:{self.port} ({exc.strerror or exc}); "
-                "stop what uses that address or configure another ip or port",
+                f"cannot listen on {where} ({exc.strerror or exc}); "
+                "stop what uses that address or configure another ip, port or uds",
             ) from exc
         yield
         # Teardown: stop accepting, let in-flight requests finish (shutdown_timeout), close.

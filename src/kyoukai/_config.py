@@ -17,7 +17,15 @@ from typing import Any
 
 from kyoukai.app import Kyoukai
 
-__all__ = ["build_ssl_context", "check_address", "check_keys", "get_bool", "resolve_app"]
+__all__ = [
+    "build_ssl_context",
+    "check_address",
+    "check_keys",
+    "get_bool",
+    "get_unix_socket",
+    "parse_mode",
+    "resolve_app",
+]
 
 #: Keys of the ``ssl`` section.
 SSL_KEYS = ("enabled", "ssl_certfile", "ssl_keyfile")
@@ -156,3 +164,38 @@ def get_bool(config: Mapping[str, Any], key: str, *, default: bool, prefix: str 
     if not isinstance(value, bool):
         raise TypeError(f"{prefix}{key} must be true or false, not {value!r}")
     return value
+
+
+def get_unix_socket(config: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """The ``uds`` path and ``uds_mode`` permissions of a configuration, checked.
+
+    :raises TypeError: If ``uds`` is not a path, or ``uds_mode`` is given without it.
+    :raises ValueError: If ``uds_mode`` is not an octal permission such as ``0o660``.
+    """
+    path = config.get("uds")
+    if path is not None and (not isinstance(path, str) or not path):
+        raise TypeError(f"uds must be the path of a Unix socket, not {path!r}")
+    mode = config.get("uds_mode")
+    if mode is None:
+        return path, None
+    if path is None:
+        raise TypeError("uds_mode sets the permissions of the uds socket: give uds too")
+    return path, parse_mode(mode, "uds_mode")
+
+
+def parse_mode(value: object, what: str) -> int:
+    """File permissions from an integer or an octal string (``"660"``, ``"0o660"``).
+
+    :raises ValueError: If the value is not a permission from 0 to 0o777.
+    """
+    mode: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str):
+        try:
+            mode = int(value.removeprefix("0o"), 8)
+        except ValueError:
+            mode = None
+    if mode is None or not 0 <= mode <= 0o777:
+        raise ValueError(f"{what} must be octal permissions such as 0o660 or '660', not {value!r}")
+    return mode

@@ -21,7 +21,7 @@ from asphalt.core.context import _current_context
 from asphalt.core.utils import merge_config
 from ruamel.yaml import YAML
 
-from kyoukai._component import SERVED_ELSEWHERE
+from kyoukai._component import SERVED_ELSEWHERE, KyoukaiBaseComponent
 from kyoukai.app import Kyoukai
 
 __all__ = ["ConfiguredApp", "load_config"]
@@ -88,6 +88,10 @@ class ConfiguredApp:
         self.context: Context | None = None
         #: The application, once :meth:`start` has run.
         self.app: Kyoukai | None = None
+        #: The Kyoukai component that published it (its address, settings and TLS context are
+        #: what a server started for it should use), or ``None`` if the application was
+        #: published some other way.
+        self.kyoukai: KyoukaiBaseComponent | None = None
 
     async def start(self) -> Kyoukai:
         """Start the root component and return the application it published.
@@ -117,6 +121,7 @@ class ConfiguredApp:
         self.component = component
         self.context = context
         self.app = next(iter(apps))
+        self.kyoukai = _find_component(component, self.app)
         return self.app
 
     async def stop(self, exception: BaseException | None = None) -> None:
@@ -127,3 +132,14 @@ class ConfiguredApp:
         context, self.context = self.context, None
         if context is not None:
             await context.close(exception)
+
+
+def _find_component(component: Component, app: Kyoukai) -> KyoukaiBaseComponent | None:
+    """The component serving ``app`` in the tree under ``component`` (containers' children)."""
+    if isinstance(component, KyoukaiBaseComponent) and component.app is app:
+        return component
+    for child in getattr(component, "child_components", {}).values():
+        found = _find_component(child, app)
+        if found is not None:
+            return found
+    return None

@@ -401,8 +401,8 @@ class Kyoukai(MethodShortcuts):
         :param port: The port to listen on.
         :param component: A :class:`~kyoukai.asphalt.KyoukaiComponent` to take settings from.
         :param debug: Set :attr:`debug` first (``None`` keeps it).
-        :param server_options: Server settings (limits, timeouts, ``ssl``); see the server
-            documentation.
+        :param server_options: Server settings (limits, timeouts, ``ssl``, and ``uds`` with
+            ``uds_mode`` to listen on a Unix socket); see the server documentation.
         """
         from kyoukai.backends._server import run_server
 
@@ -426,7 +426,8 @@ class Kyoukai(MethodShortcuts):
         :param component: A :class:`~kyoukai.asphalt.KyoukaiComponent` to take settings from.
         :param base_context: The parent context of every request context.
         :param debug: Set :attr:`debug` first (``None`` keeps it).
-        :param server_options: Server settings (limits, timeouts, ``ssl``).
+        :param server_options: Server settings (limits, timeouts, ``ssl``, and ``uds`` with
+            ``uds_mode`` to listen on a Unix socket).
         :return: The server handle; ``await handle.stop()`` shuts it down gracefully.
         """
         from kyoukai.backends._server import start_server

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import String, Text, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -53,4 +53,8 @@ async def create_schema(engine: AsyncEngine, sessionmaker: object) -> None:
     request can reach a database without its tables.
     """
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Workers start at once: one creates the tables while the others wait for its
+            # transaction, then find them (create_all alone would race to CREATE TABLE).
+            await connection.execute(text("SELECT pg_advisory_xact_lock(7239)"))
         await connection.run_sync(Base.metadata.create_all)

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from kyoukai._context import PROTOCOL_ENVIRON_KEY
 from kyoukai.backends._flow import FlowControl
+from kyoukai.backends._proxy import apply_proxy_headers
 from kyoukai.backends._state import ServerState
 
 __all__ = ["LINGER_SECONDS", "Connection"]
@@ -35,6 +36,9 @@ class Connection(asyncio.Protocol):
     :param server_port: The port the server listens on.
     """
 
+    #: What a protocol calls on the environ of each request when :attr:`proxied` is true.
+    apply_proxy_headers = staticmethod(apply_proxy_headers)
+
     def __init__(self, state: ServerState, server_ip: str, server_port: int) -> None:
         #: The address and port the server listens on.
         self.server_ip = server_ip
@@ -53,6 +57,8 @@ class Connection(asyncio.Protocol):
         self._deadline = 0.0
         self._write_deadline = 0.0
         self._write_buffered = 0
+        #: Whether the peer is a trusted proxy, whose proxy headers are applied to environs.
+        self.proxied = False
 
     # -- what each protocol provides ----------------------------------------------------------
 
@@ -104,6 +110,7 @@ class Connection(asyncio.Protocol):
         else:
             server_name, server_port = self.server_ip, str(self.server_port)
         self._server_address = (server_name, int(server_port))
+        self.proxied = state.trusted_proxies.trusts(remote_addr)
         self._base_environ = {
             "SCRIPT_NAME": "",
             "SERVER_NAME": server_name,

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import errno
 import logging
+import os
 import signal
 import socket
 import ssl as ssl_module
@@ -27,7 +28,15 @@ from kyoukai.backends.httptools_ import KyoukaiProtocol
 if TYPE_CHECKING:
     from kyoukai.app import Kyoukai
 
-__all__ = ["KyoukaiServer", "ProtocolFactory", "run_server", "start_server"]
+__all__ = [
+    "KyoukaiServer",
+    "ProtocolFactory",
+    "listen_error",
+    "loop_factory",
+    "run_server",
+    "serve_until_signal",
+    "start_server",
+]
 
 logger = logging.getLogger("kyoukai")
 
@@ -50,11 +59,17 @@ class KyoukaiServer:
 
     :param servers: The listening asyncio servers (one per socket it serves).
     :param state: The state its connections share.
+    :param uds: The Unix socket it listens on, if any: the file is removed when it stops.
     """
 
-    def __init__(self, servers: list[asyncio.Server], state: ServerState) -> None:
+    def __init__(
+        self, servers: list[asyncio.Server], state: ServerState, uds: _UnixSocket | None = None
+    ) -> None:
         self._servers = servers
         self._state = state
+        #: The path of the Unix socket the server listens on, or ``None``.
+        self.uds = uds.path if uds is not None else None
+        self._uds = uds
         self._stopped = asyncio.Event()
         self._stopping = False
         sockets = self.sockets
@@ -103,6 +118,8 @@ class KyoukaiServer:
             for server in self._servers:
                 await server.wait_closed()
         finally:
+            if self._uds is not None:
+                self._uds.remove()
             self._stopped.set()
         logger.info("Kyoukai server stopped")
 
@@ -135,6 +152,26 @@ def _resolve_settings(component: Any, options: dict[str, Any]) -> ServerSettings
     return ServerSettings.from_options(options)
 
 
+class _UnixSocket:
+    """The file of a Unix socket the server bound; removed at the end only if it is still
+    the one bound (a newer server may have replaced it)."""
+
+    __slots__ = ("inode", "path")
+
+    def __init__(self, path: str, mode: int | None) -> None:
+        self.path = path
+        if mode is not None:
+            os.chmod(path, mode)
+        self.inode = os.stat(path).st_ino
+
+    def remove(self) -> None:
+        try:
+            if os.stat(self.path).st_ino == self.inode:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
 #: How a server builds the protocol of each new connection: ``factory(component,
 #: parent_context, server_ip, server_port, state=state)``, as :class:`KyoukaiProtocol` takes.
 ProtocolFactory = Callable[..., asyncio.Protocol]
@@ -149,10 +186,13 @@ async def start_server(
     base_context: Context | None = None,
     ssl: ssl_module.SSLContext | None = None,
     sockets: Iterable[socket.socket] | None = None,
+    uds: str | os.PathLike[str] | None = None,
+    uds_mode: int | None = None,
     protocol_factory: ProtocolFactory = KyoukaiProtocol,
     **server_options: Any,
 ) -> KyoukaiServer:
-    """Listen on ``ip:port`` (or on ``sockets``) with the built-in server, in the running loop.
+    """Listen on ``ip:port`` (or on ``sockets``, or a Unix socket) with the built-in server, in
+    the running loop.
 
     :param app: The application; it is finalized here.
     :param ip: The address to listen on.
@@ -164,6 +204,11 @@ async def start_server(
         if omitted).
     :param sockets: Sockets already bound and listening (a process manager's, such as
         gunicorn's), served instead of opening ``ip:port``.
+    :param uds: The path of a Unix socket to listen on instead of ``ip:port`` (a reverse
+        proxy's upstream); a stale socket file there is replaced, and the file is removed
+        when the server stops.
+    :param uds_mode: The permissions of the socket file (such as ``0o660``); the umask's
+        if omitted.
     :param protocol_factory: What builds each connection's protocol (HTTP/1.1 by default).
     :param server_options: Any :class:`~kyoukai.backends._settings.ServerSettings` field.
     :raises TypeError: For an option that is not a setting.
@@ -188,12 +233,24 @@ async def start_server(
         "backlog": settings.backlog,
         "ssl_handshake_timeout": settings.tls_handshake_timeout if ssl is not None else None,
     }
-    if sockets is None:
+    unix_socket = None
+    if uds is not None:
+        path = os.fspath(uds)
+        servers = [await loop.create_unix_server(factory, path, **options)]
+        try:
+            unix_socket = _UnixSocket(path, uds_mode)
+        except OSError:
+            servers[0].close()
+            raise
+    elif sockets is None:
         servers = [await loop.create_server(factory, ip, port, reuse_address=True, **options)]
     else:
         servers = [await loop.create_server(factory, sock=sock, **options) for sock in sockets]
-    handle = KyoukaiServer(servers, state)
-    logger.info("Kyoukai serving %s on %s://%s:%d", app.name, scheme, ip, handle.port)
+    handle = KyoukaiServer(servers, state, unix_socket)
+    if uds is not None:
+        logger.info("Kyoukai serving %s on %s://unix:%s", app.name, scheme, handle.uds)
+    else:
+        logger.info("Kyoukai serving %s on %s://%s:%d", app.name, scheme, ip, handle.port)
     return handle
 
 
@@ -204,6 +261,8 @@ def run_server(
     *,
     component: Any = None,
     use_uvloop: bool = True,
+    uds: str | os.PathLike[str] | None = None,
+    uds_mode: int | None = None,
     **server_options: Any,
 ) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully. Blocks.
@@ -218,6 +277,8 @@ def run_server(
     :param port: The port to listen on.
     :param component: An object with ``app`` and ``settings`` (the Asphalt component).
     :param use_uvloop: Whether to use uvloop when it is installed.
+    :param uds: A Unix socket to listen on instead of ``ip:port`` (see :func:`start_server`).
+    :param uds_mode: The permissions of the socket file.
     :param server_options: ``ssl`` and any :class:`~kyoukai.backends._settings.ServerSettings`
         field.
     :raises TypeError: For an option that is not a setting (before anything starts).
@@ -226,22 +287,28 @@ def run_server(
     options = dict(server_options)
     tls = options.pop("ssl", None)
     _resolve_settings(component, options)
+    if uds is not None:
+        options.update(uds=uds, uds_mode=uds_mode)
     handler = _log_to_console()
-    loop_factory = None
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            loop_factory = uvloop.new_event_loop
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
+        with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
             runner.run(_serve_until_signal(app, ip, port, component, tls, options))
     finally:
         if handler is not None:
             logger.removeHandler(handler)
             logger.setLevel(logging.NOTSET)
+
+
+def loop_factory(use_uvloop: bool = True) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop factory when it is wanted and installed; ``None`` (asyncio's) otherwise."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            return None
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
+    return None
 
 
 def _log_to_console() -> logging.Handler | None:
@@ -256,14 +323,16 @@ def _log_to_console() -> logging.Handler | None:
     return handler
 
 
-def _listen_error(ip: str, port: int, exc: OSError) -> SystemExit:
+def listen_error(where: str, exc: OSError) -> SystemExit:
     """One line that says why the address cannot be served, instead of a traceback."""
     reason = {
         errno.EADDRINUSE: "the address is already in use; stop what uses it or pick another port",
         errno.EACCES: "permission denied; ports below 1024 need privileges, pick another port",
         errno.EADDRNOTAVAIL: "the address is not one of this machine's; pick another ip",
     }.get(exc.errno or 0, exc.strerror or str(exc))
-    return SystemExit(f"Kyoukai cannot listen on {ip}:{port}: {reason}")
+    if where.startswith("unix:") and exc.errno in (errno.EACCES, errno.ENOENT):
+        reason = "no such directory, or no permission to create the socket there; pick another path"
+    return SystemExit(f"Kyoukai cannot listen on {where}: {reason}")
 
 
 async def _serve_until_signal(
@@ -277,7 +346,13 @@ async def _serve_until_signal(
     try:
         server = await start_server(app, ip, port, component=component, ssl=tls, **options)
     except OSError as exc:
-        raise _listen_error(ip, port, exc) from None
+        where = f"unix:{os.fspath(options['uds'])}" if "uds" in options else f"{ip}:{port}"
+        raise listen_error(where, exc) from None
+    await serve_until_signal(server)
+
+
+async def serve_until_signal(server: KyoukaiServer) -> None:
+    """Serve until SIGINT or SIGTERM, then stop ``server`` gracefully."""
     logger.info("Press Ctrl+C to quit")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

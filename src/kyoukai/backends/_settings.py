@@ -12,10 +12,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from kyoukai.backends._proxy import check_trusted_proxies
+
 __all__ = ["STATUS_FOR", "ProtocolError", "ServerSettings"]
 
 KiB = 1024
 MiB = 1024 * KiB
+#: Settings that are not limits, checked on their own.
+_NOT_NUMBERS = frozenset({"forwarded_allow_ips"})
 
 #: Every refusal a server makes, and the one status it answers with.
 STATUS_FOR: dict[str, int] = {
@@ -103,11 +107,17 @@ class ServerSettings:
     write_buffer_size: int = 64 * KiB
     #: Length of the listen queue handed to ``listen()``.
     backlog: int = 1024
+    #: Peers whose proxy headers (``X-Forwarded-For``, ``-Proto``, ``-Host``, ``Forwarded``)
+    #: are believed: a comma-separated list of addresses and networks, or ``*`` for any peer
+    #: (connections over a Unix socket are trusted only under ``*``). From other peers the
+    #: fields are ordinary headers, so clients cannot fake their address or scheme.
+    forwarded_allow_ips: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
+        check_trusted_proxies(self.forwarded_allow_ips)
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if value is None and field.name == "handler_timeout":
+            if field.name in _NOT_NUMBERS or (value is None and field.name == "handler_timeout"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"server setting {field.name!r} must be a number, not {value!r}")

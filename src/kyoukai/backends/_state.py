@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from asphalt.core import Context
 
 from kyoukai._head import http_date_line
+from kyoukai.backends._proxy import TrustedProxies
 from kyoukai.backends._settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ class ServerState:
         self.parent_context = parent_context
         #: ``wsgi.url_scheme`` of every request.
         self.url_scheme = url_scheme
+        #: The peers whose proxy headers are believed (``forwarded_allow_ips``).
+        self.trusted_proxies = TrustedProxies(settings.forwarded_allow_ips)
         #: ``wsgi.errors`` of every request.
         self.errors_stream = sys.stderr
         #: Open connections.

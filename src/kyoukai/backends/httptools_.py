@@ -320,6 +320,8 @@ class KyoukaiProtocol(Connection):
             self._chunked = True
         length = environ.get("CONTENT_LENGTH")
         declared = parse_content_length(length) if length is not None else 0
+        if self.proxied:
+            self.apply_proxy_headers(environ)
         if declared > self._max_body:
             raise ProtocolError("body too large")
         if (declared or self._chunked) and parser.should_upgrade():
