@@ -75,7 +75,8 @@ nitpick_ignore_regex = [
     # Annotations that name a class imported only for type checking, or a private alias.
     (
         r"py:class",
-        r"Context|Rule|ServerState|ServerSettings|KyoukaiServer|RouteDecorator|ConfigSource",
+        r"Context|Rule|ServerState|ServerSettings|KyoukaiServer|RouteDecorator|ConfigSource"
+        r"|Response|MaxAge",
     ),
 ]
 html_theme = "furo"

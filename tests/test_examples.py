@@ -53,6 +53,7 @@ async def test_tutorial_serves_static_files_and_nothing_outside(tutorial: Module
     response = await client.get("/static/style.css")
     response.direct_passthrough = False  # send_file streams; read it whole here
     assert response.status_code == 200 and response.mimetype == "text/css"
+    assert response.cache_control.max_age == 3600 and response.headers["ETag"]
     assert b"font-family" in response.get_data()
     response.close()  # closes the file send_file opened, as a server does after sending
     for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/missing.css"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -183,6 +184,12 @@ class Kyoukai(MethodShortcuts):
     ) -> Blueprint:
         """Add a route group to the root blueprint (see :meth:`.Blueprint.add_route_group`)."""
         return self._root.add_route_group(group, *args, **kwargs)
+
+    def add_static(
+        self, url_prefix: str, directory: str | os.PathLike[str], **options: Any
+    ) -> Route:
+        """Serve a directory from the root blueprint (see :meth:`.Blueprint.add_static`)."""
+        return self._root.add_static(url_prefix, directory, **options)
 
     def finalize(self, **map_options: Any) -> Map:
         """Build the routing map; call it once every route is registered.

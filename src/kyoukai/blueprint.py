@@ -8,6 +8,7 @@ Finalizing the root builds one Werkzeug :class:`~werkzeug.routing.Map` for the w
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from kyoukai._hooks import HookHolder, check_hook_type
 from kyoukai._shortcuts import MethodShortcuts
 from kyoukai._types import Handler, HookType
 from kyoukai.route import DEFAULT_METHODS, Route
+from kyoukai.static import add_static
 
 if TYPE_CHECKING:
     from kyoukai.routegroup import RouteGroup
@@ -227,6 +229,12 @@ class Blueprint(MethodShortcuts, HookHolder):
         if isinstance(group, type):
             group = group(*args, **kwargs)
         return self.add_child(get_rg_bp(group))
+
+    def add_static(
+        self, url_prefix: str, directory: str | os.PathLike[str], **options: Any
+    ) -> Route:
+        """Serve ``directory`` under ``url_prefix`` (see ``kyoukai.static.add_static``)."""
+        return add_static(self, url_prefix, directory, **options)
 
     def get_route(self, endpoint: str) -> Route | None:
         """The route of the tree with the endpoint ``endpoint``, or ``None``."""

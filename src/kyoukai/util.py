@@ -8,13 +8,22 @@ Handlers may return a :class:`~werkzeug.wrappers.Response`, a ``str`` or ``bytes
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from werkzeug.datastructures import Headers
+from werkzeug.http import parse_range_header
+from werkzeug.utils import send_file as _send_file
 from werkzeug.wrappers import Response
 
-__all__ = ["as_html", "as_json", "as_plaintext", "wrap_response"]
+if TYPE_CHECKING:
+    from kyoukai._context import HTTPRequestContext
+
+__all__ = ["as_html", "as_json", "as_plaintext", "send_file", "wrap_response"]
+
+#: A ``max_age`` for :func:`send_file`: seconds, or a function of the file's path giving them.
+MaxAge = int | Callable[[str | None], int | None] | None
 
 HeadersLike = Mapping[str, str] | Headers | list[tuple[str, str]] | None
 
@@ -58,6 +67,57 @@ def as_json(
     """
     body = json.dumps(data, cls=json_encoder, **kwargs)
     return Response(body, status=code, headers=headers, content_type="application/json")
+
+
+def send_file(
+    ctx: HTTPRequestContext,
+    path_or_file: str | os.PathLike[str] | IO[bytes],
+    *,
+    mimetype: str | None = None,
+    as_attachment: bool = False,
+    download_name: str | None = None,
+    max_age: MaxAge = None,
+    conditional: bool = True,
+) -> Response:
+    """Send one file, with Werkzeug's :func:`~werkzeug.utils.send_file` and its keywords.
+
+    The body is streamed from the file, never read whole. With ``conditional``, the response
+    answers ``If-None-Match``/``If-Modified-Since`` (304), ``Range`` (206, or 416 when no byte
+    of the file is in it) and ``If-Range``; a request for several ranges gets the whole file
+    (200), which RFC 9110 allows. The path is trusted: never pass one built from the request,
+    use :meth:`.Blueprint.add_static` for that.
+
+    :param ctx: The request context.
+    :param path_or_file: A path, or a file object opened in binary mode.
+    :param mimetype: The ``Content-Type``; guessed from the file name if omitted.
+    :param as_attachment: Ask the browser to save the file instead of showing it.
+    :param download_name: The file name the browser is given (the path's if omitted).
+    :param max_age: Seconds a client may cache the file (``Cache-Control: public,
+        max-age=N``); ``None`` sends ``no-cache``, so clients revalidate every time.
+    :param conditional: Answer conditional and range requests.
+    :raises werkzeug.exceptions.RequestedRangeNotSatisfiable: For a range past the end.
+    """
+    environ = ctx.environ
+    if conditional and "HTTP_RANGE" in environ:
+        ranges = parse_range_header(environ["HTTP_RANGE"])
+        if ranges is not None and len(ranges.ranges) > 1:
+            # Werkzeug refuses several ranges with a 416; the whole file serves the client.
+            environ = {key: value for key, value in environ.items() if key != "HTTP_RANGE"}
+    app = ctx.app
+    response = _send_file(
+        path_or_file,
+        environ,
+        mimetype=mimetype,
+        as_attachment=as_attachment,
+        download_name=download_name,
+        max_age=max_age,
+        conditional=conditional,
+        response_class=app.response_class if app is not None else None,
+    )
+    if response.status_code in (304, 412):
+        response.close()  # no body goes out: let the file go now
+        response.response = []
+    return response
 
 
 def wrap_response(args: Any, response_class: type[Response] = Response) -> Response:
