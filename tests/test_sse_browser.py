@@ -1,0 +1,94 @@
+"""An event stream read by a real browser: headless Chromium's EventSource on a Kyoukai page.
+
+The page writes every event it receives into the DOM, which Chromium dumps once the page is
+done. The first connection gets one event and ends; the browser reconnects with
+``Last-Event-ID``, and the handler resumes after it. Everything goes through ``Compress``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from werkzeug.wrappers import Response
+
+from kyoukai import HTTPRequestContext, Kyoukai
+from kyoukai.compression import Compress
+from kyoukai.sse import EventStream, ServerSentEvent
+from kyoukai.util import as_html
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium)"),
+]
+
+PAGE = """<!doctype html>
+<html><head><title>waiting</title></head><body><ul id="events"></ul><script>
+const list = document.getElementById("events");
+const source = new EventSource("/events");
+source.addEventListener("tick", (event) => {
+  const item = document.createElement("li");
+  item.textContent = event.lastEventId + "|" + event.data.replace("\\n", "/");
+  list.appendChild(item);
+  if (list.children.length === 3) { source.close(); document.title = "done"; }
+});
+</script></body></html>
+"""
+
+
+def build_app(seen: list[str | None]) -> Kyoukai:
+    app = Kyoukai("browser")
+    app.after_request(Compress(min_size=0))
+
+    @app.route("/")
+    async def index(ctx: HTTPRequestContext) -> Response:
+        return as_html(PAGE)
+
+    @app.route("/events")
+    async def events(ctx: HTTPRequestContext) -> EventStream:
+        last = ctx.request.headers.get("Last-Event-ID")
+        seen.append(last)
+
+        async def generate() -> AsyncIterator[ServerSentEvent]:
+            if last is None:
+                yield ServerSentEvent("first\nof two lines", event="tick", id="1", retry=50)
+                return  # the stream ends; the browser reconnects
+            for index in range(int(last) + 1, int(last) + 3):
+                yield ServerSentEvent(f"after {last}", event="tick", id=str(index))
+            await asyncio.Event().wait()
+
+        return EventStream(generate())
+
+    return app
+
+
+async def test_chromium_event_source_receives_events_and_resumes(tmp_path: Path) -> None:
+    seen: list[str | None] = []
+    server = await build_app(seen).start("127.0.0.1", 0)
+    assert CHROMIUM is not None
+    try:
+        browser = await asyncio.create_subprocess_exec(
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={tmp_path}", "--virtual-time-budget=10000",
+            "--dump-dom", f"http://127.0.0.1:{server.port}/",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(45):
+                dom, _ = await browser.communicate()
+        finally:
+            if browser.returncode is None:
+                browser.kill()
+                await browser.wait()
+    finally:
+        await server.stop(grace=1.0)
+    text = dom.decode()
+    assert "<title>done</title>" in text, text
+    assert "<li>1|first/of two lines</li><li>2|after 1</li><li>3|after 1</li>" in text
+    assert seen == [None, "1"]
