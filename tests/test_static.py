@@ -291,6 +291,16 @@ async def test_fifo_is_never_opened(static_app: TestKyoukai, root: Path) -> None
     assert (await get(static_app, "/static/pipe")).status_code == 404
 
 
+async def test_unreadable_file_is_404_not_500(
+    static_app: TestKyoukai, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("werkzeug.utils.open", refuse, raising=False)  # as for mode 000
+    assert (await get(static_app, "/static/app.js")).status_code == 404
+
+
 def test_missing_directory_is_refused_with_advice(tmp_path: Path) -> None:
     app = TestKyoukai("site")
     with pytest.raises(NotADirectoryError, match="not a directory"):

@@ -119,7 +119,8 @@ class StaticFiles:
             if filename and not filename.endswith("/"):
                 # Relative links in the index page resolve against the directory.
                 query = ctx.environ.get("QUERY_STRING")
-                location = quote(ctx.request.path + "/") + (f"?{query}" if query else "")
+                path_info = ctx.request.script_root + ctx.request.path
+                location = quote(path_info + "/") + (f"?{query}" if query else "")
                 return redirect(location, 308)
             path, info = self._index(path)
         elif filename.endswith("/"):
@@ -183,7 +184,10 @@ class StaticFiles:
                 coding = ctx.request.accept_encodings.best_match(siblings)
                 if coding is not None:
                     sent = siblings[coding]
-        response = send_file(ctx, sent, mimetype=mimetype, max_age=self.max_age)
+        try:
+            response = send_file(ctx, sent, mimetype=mimetype, max_age=self.max_age)
+        except OSError:
+            raise NotFound() from None  # unreadable, or gone since it was looked at
         if coding is not None:
             response.headers["Content-Encoding"] = coding
         if vary:
