@@ -157,12 +157,12 @@ class StaticFiles:
 
     def _stat(self, path: str) -> os.stat_result | None:
         """The file's status, or ``None`` if it is missing, unreadable or outside."""
-        if not self._inside(path):
-            return None
         try:
-            return os.stat(path)
+            info = os.stat(path)
         except (OSError, ValueError):
             return None
+        # Resolving links costs a system call per component: only for names that exist.
+        return info if self._inside(path) else None
 
     def _send(self, ctx: HTTPRequestContext, path: str) -> Response:
         mimetype, encoding = mimetypes.guess_type(os.path.basename(path))
