@@ -15,6 +15,7 @@ import brotli
 import pytest
 from werkzeug.wrappers import Response
 
+from asgi_helpers import Exchange, call, http_scope, request_messages
 from helpers import IO_TIMEOUT, RawClient, RawResponse
 from kyoukai import Blueprint, HTTPRequestContext, Kyoukai
 from kyoukai.backends._server import KyoukaiServer
@@ -233,3 +234,35 @@ async def test_curl_compressed_reads_the_event_stream_event_by_event(
         await curl.wait()
     async with asyncio.timeout(IO_TIMEOUT):
         await gates["events-closed"].wait()
+
+
+# -- under ASGI -----------------------------------------------------------------------------------
+
+
+async def test_static_file_under_asgi(root: Path, gates: Any) -> None:
+    app = build_app(root, gates)
+    exchange = await call(app, http_scope("/static/data.bin", headers=[(b"range", b"bytes=0-1")]))
+    assert exchange.status == 206 and exchange.body == bytes([0, 1])
+    exchange = await call(app, http_scope("/static/%2e%2e/canary.txt"))
+    assert exchange.status == 404
+
+
+async def test_compressed_event_stream_under_asgi_event_by_event(root: Path, gates: Any) -> None:
+    app = build_app(root, gates)
+    exchange = Exchange(request_messages())
+    scope = http_scope("/z/events", headers=[(b"accept-encoding", b"gzip")])
+    task = asyncio.create_task(app(scope, exchange.receive, exchange.send))
+    decoded = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
+    async with asyncio.timeout(IO_TIMEOUT):
+        for index in range(3):
+            while len(exchange.bodies) <= index:
+                exchange.sent_one.clear()
+                await exchange.sent_one.wait()
+            expected = f"id: {index}\ndata: event {index}\n\n".encode()
+            assert decoded(exchange.bodies[index]["body"]) == expected
+            gates[f"event-{index}-read"].set()
+        assert exchange.headers[b"content-encoding"] == b"gzip"
+        exchange.leave.set()  # the client goes away while the generator waits
+        await gates["events-closed"].wait()
+        await task
+    assert not exchange.complete
