@@ -7,16 +7,16 @@ Finalizing the root builds one Werkzeug :class:`~werkzeug.routing.Map` for the w
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError, Map, MapAdapter, Rule, Submount
 
 from kyoukai._hooks import HookHolder, check_hook_type
+from kyoukai._matcher import MapMatchers, adapter_match, is_websocket_upgrade
 from kyoukai._shortcuts import MethodShortcuts
 from kyoukai._types import Handler, HookType
 from kyoukai.route import DEFAULT_METHODS, Route
@@ -30,13 +30,10 @@ __all__ = ["Blueprint", "get_rg_bp"]
 #: The attribute of a route group instance that holds its blueprint.
 ROUTE_GROUP_ATTRIBUTE = "_route_group_bp"
 
-#: How many bound map adapters (one per host and scheme) the root keeps before starting over.
+#: How many bound map adapters (per host, scheme and WebSocket upgrade) the root keeps.
 ADAPTER_CACHE_SIZE = 128
 #: How many ``(path, method)`` match results for parametrised routes are remembered.
 MATCH_CACHE_SIZE = 1024
-
-# Werkzeug's own converters are pure functions of the path, so their results can be cached.
-_PURE_CONVERTERS = tuple(Map.default_converters.values())
 
 
 class Blueprint(MethodShortcuts, HookHolder):
@@ -81,9 +78,10 @@ class Blueprint(MethodShortcuts, HookHolder):
         self.map: Map | None = None
         self._host_map: Map | None = None
         self._endpoints: dict[str, Route] = {}
-        self._adapters: dict[tuple[str, str, str], tuple[MapAdapter, MapAdapter | None]] = {}
+        self._adapters: dict[tuple[str, str, str, bool], tuple[MapAdapter, MapAdapter | None]] = {}
         self._static_rules: dict[str, list[tuple[Rule, Route]]] = {}
         self._match_cache: dict[tuple[str, str], tuple[Route, dict[str, Any], Rule]] = {}
+        self._matchers: MapMatchers | None = None
         if parent is not None:
             parent.add_child(self)
 
@@ -405,6 +403,7 @@ class Blueprint(MethodShortcuts, HookHolder):
         self._adapters = {}
         self._static_rules = {}
         self._match_cache = {}
+        self._matchers = MapMatchers(self.map, self._host_map)
         if self._host_map is None:
             # Paths without parameters are looked up directly; Werkzeug ranks a static rule
             # above any dynamic rule matching the same path, so the answer is the same.
@@ -421,6 +420,8 @@ class Blueprint(MethodShortcuts, HookHolder):
             environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""),
             environ.get("wsgi.url_scheme", "http"),
             environ.get("SCRIPT_NAME", ""),
+            # Werkzeug binds a WebSocket upgrade with a ws/wss scheme: another adapter.
+            "HTTP_UPGRADE" in environ and is_websocket_upgrade(environ),
         )
         adapters = self._adapters.get(key)
         if adapters is None:
@@ -453,39 +454,29 @@ class Blueprint(MethodShortcuts, HookHolder):
             for rule, route in static:
                 if rule.methods is None or method in rule.methods:
                     return route, {}, rule
-        cached = self._match_cache.get((path, method))
+        key = (path, method)
+        cached = self._match_cache.get(key)
         if cached is not None:
             cached_route, cached_params, cached_rule = cached
             return cached_route, cached_params.copy(), cached_rule  # handlers may change theirs
-        adapter, host_adapter = self._bind(environment)
-        query = environment.get("QUERY_STRING", "")
-        host_methods: list[str] = []
-        if host_adapter is not None:
-            try:
-                rule, params = host_adapter.match(path, method, return_rule=True, query_args=query)
-            except NotFound:
-                pass
-            except MethodNotAllowed as exc:
-                host_methods = list(exc.valid_methods or ())
-            else:
-                return _route_of(rule), params, rule
-        try:
-            rule, params = adapter.match(path, method, return_rule=True, query_args=query)
-        except MethodNotAllowed as exc:
-            raise MethodNotAllowed([*host_methods, *(exc.valid_methods or ())]) from None
-        except NotFound:
-            if host_methods:
-                raise MethodNotAllowed(host_methods) from None
-            if method == "OPTIONS":
-                # Automatic OPTIONS acts as if every route took it: redirect like GET would.
-                with contextlib.suppress(NotFound, MethodNotAllowed):
-                    adapter.match(path, "GET", query_args=query)
-            raise
-        if host_adapter is None and _has_pure_converters(rule):
+        matchers = self._matchers
+        found: tuple[Rule, Mapping[str, Any]] | None = None
+        if matchers is not None:
+            found = matchers.match_plain(path, method, environment)
+        host_adapter = None
+        if found is None:
+            adapter, host_adapter = self._bind(environment)
+            found = matchers.match_bound(path, method, adapter, host_adapter) if matchers else None
+            if found is None:
+                query = environment.get("QUERY_STRING", "")
+                found = adapter_match(path, method, adapter, host_adapter, query)
+        rule, params = found
+        route = _route_of(rule)
+        if host_adapter is None and matchers is not None and id(rule) in matchers.cacheable:
             if len(self._match_cache) >= MATCH_CACHE_SIZE:
                 self._match_cache.clear()
-            self._match_cache[(path, method)] = (_route_of(rule), dict(params), rule)
-        return _route_of(rule), params, rule
+            self._match_cache[key] = (route, dict(params), rule)
+        return route, params, rule
 
     def url_for(
         self,
@@ -581,13 +572,6 @@ def _is_static(rule: Rule) -> bool:
     """True for a rule that matches exactly one path and redirects nowhere."""
     return (
         not rule.arguments and not rule.defaults and not rule.websocket and rule.redirect_to is None
-    )
-
-
-def _has_pure_converters(rule: Rule) -> bool:
-    """True when every converter of ``rule`` is one of Werkzeug's (pure) converters."""
-    return rule.redirect_to is None and all(
-        type(converter) in _PURE_CONVERTERS for converter in rule._converters.values()
     )
 
 
