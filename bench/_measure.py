@@ -24,6 +24,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 APPS_DIR = BENCH_DIR / "apps"
 HOST = "127.0.0.1"
 SERVER_CPU = "0"
+#: The filler route counts of the routing-scale variants (the others register 50).
+SCALE_ROUTES = (1000, 10000)
+#: The ids the distinct-id scenario draws from, uniformly, one per request.
+ID_RANGE = (1, 10_000_000)
 CLIENT_CPU = "1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT = 30.0
@@ -43,6 +47,11 @@ class Server:
     role: str = "peer"
     #: Directories put first on the server's ``PYTHONPATH`` (a Kyoukai exported from git).
     pythonpath: tuple[str, ...] = ()
+    #: The keys of the scenarios it runs; empty for all of them.
+    scenarios: tuple[str, ...] = ()
+
+    def runs(self, scenario_key: str) -> bool:
+        return not self.scenarios or scenario_key in self.scenarios
 
     def argv(self, port: int | str, python: str = sys.executable) -> list[str]:
         return [python, str(APPS_DIR / self.script), str(port), *self.args]
@@ -87,6 +96,17 @@ SERVERS = (
     ),
     Server("blacksheep-uvicorn", "BlackSheep on uvicorn (httptools, uvloop)", "blacksheep_app.py"),
     Server("starlette-granian", "Starlette on granian (1 worker, uvloop)", "granian_app.py"),
+    *(
+        Server(
+            f"kyoukai-{routes // 1000}k-routes",
+            f"Kyoukai, built-in server, uvloop, {routes:,} filler routes",
+            "kyoukai_app.py",
+            ("--routes", str(routes)),
+            role="scale",
+            scenarios=("root", "user", "user-ids"),
+        )
+        for routes in SCALE_ROUTES
+    ),
 )
 
 
@@ -101,6 +121,13 @@ class Scenario:
     connections: int
     method: str = "GET"
     body_size: int = 0
+    #: Replace the path's ``<id>`` with a random id for every request.
+    random_ids: bool = False
+
+    @property
+    def url_path(self) -> str:
+        """The path wrk is started with (the script draws the ids of a random-id scenario)."""
+        return self.path.replace("<id>", "1") if self.random_ids else self.path
 
     @property
     def heading(self) -> str:
@@ -111,12 +138,13 @@ class Scenario:
 SCENARIOS = (
     Scenario("root", "GET /", "/", 64),
     Scenario("json", "GET /json", "/json", 64),
-    Scenario("user", "GET /user/<id>", "/user/12345", 64),
+    Scenario("user", "GET /user/12345", "/user/12345", 64),
+    Scenario("user-ids", "GET /user/<random id>", "/user/<id>", 64, random_ids=True),
     Scenario("post", "POST /upload, 4 KiB", "/upload", 64, "POST", POST_BODY_SIZE),
     Scenario("c1000", "GET /, c=1000", "/", 1000),
 )
 #: The scenarios the issue's targets apply to.
-TARGET_SCENARIOS = ("root", "json", "user")
+TARGET_SCENARIOS = ("root", "json", "user", "user-ids")
 
 
 # -- wrk -------------------------------------------------------------------------------------
@@ -141,6 +169,15 @@ def wrk_script(scenario: Scenario) -> str:
     if scenario.body_size:
         lines.append(f'wrk.body = string.rep("x", {scenario.body_size})')
         lines.append('wrk.headers["Content-Type"] = "application/octet-stream"')
+    if scenario.random_ids:
+        head, _, tail = scenario.path.partition("<id>")
+        low, high = ID_RANGE
+        lines += [
+            "math.randomseed(os.time())",
+            "request = function()",
+            f'  return wrk.format(nil, "{head}" .. math.random({low}, {high}) .. "{tail}")',
+            "end",
+        ]
     return "\n".join(lines) + _LUA_DONE
 
 

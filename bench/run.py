@@ -111,7 +111,7 @@ def measure(
 ) -> None:
     """Run wrk for one scenario against one server and record the sample."""
     total_before, sys_before = tree_cpu_ticks(live.pid)
-    url = f"http://{HOST}:{live.port}{sc.path}"
+    url = f"http://{HOST}:{live.port}{sc.url_path}"
     res = run_wrk(wrk_argv(url, sc.connections, opts.duration, script), opts.duration)
     total_after, sys_after = tree_cpu_ticks(live.pid)
     us_per_tick = 1e6 / CLK_TCK / res.requests if res.requests else float("nan")
@@ -165,7 +165,7 @@ def run(opts: argparse.Namespace, servers: Sequence[Server]) -> list[ServerResul
                         _fail(result, e, log_path)
                 for sc in SCENARIOS:
                     for lv in live:
-                        if lv.result.failure:
+                        if lv.result.failure or not lv.result.server.runs(sc.key):
                             continue
                         try:
                             if sc.key == "c1000":
@@ -374,7 +374,7 @@ def measure_and_report(
         wrk_commands={
             sc.label: shlex.join(
                 wrk_argv(
-                    f"http://{HOST}:PORT{sc.path}",
+                    f"http://{HOST}:PORT{sc.url_path}",
                     sc.connections,
                     opts.duration,
                     Path(f"{sc.key}.lua"),

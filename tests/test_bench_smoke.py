@@ -88,6 +88,39 @@ def test_wrk_script_sets_method_and_body_only_for_post() -> None:
     assert 'wrk.method = "POST"' in post and 'string.rep("x", 4096)' in post
 
 
+def test_wrk_script_draws_a_random_id_per_request() -> None:
+    (ids,) = (measure.wrk_script(sc) for sc in measure.SCENARIOS if sc.random_ids)
+    assert "request = function()" in ids and "math.random(1, 10000000)" in ids
+    assert '"/user/" .. math.random' in ids and "done = function" in ids
+
+
+def test_scale_variants_register_more_routes_and_run_the_routing_scenarios() -> None:
+    scale = [s for s in measure.SERVERS if s.role == "scale"]
+    assert [s.args for s in scale] == [("--routes", "1000"), ("--routes", "10000")]
+    assert all(s.runs("user-ids") and not s.runs("post") for s in scale)
+    sys.path.insert(0, str(BENCH_DIR / "apps"))
+    try:
+        import _routes
+    finally:
+        sys.path.remove(str(BENCH_DIR / "apps"))
+    assert len(_routes.filler_routes(_routes.routes_from_argv(["1", "--routes", "1000"]))) == 1000
+    assert _routes.port_from_argv(["8123", "--routes", "1000"]) == 8123
+
+
+def test_distinct_id_and_scale_targets() -> None:
+    results = [
+        _result("kyoukai", [300.0, 300.0], cpu=20.0),
+        _result("aiohttp", [200.0, 200.0]),
+        _result("kyoukai-1k-routes", [280.0, 280.0]),
+        _result("kyoukai-10k-routes", [250.0, 250.0]),
+    ]
+    text = report.render_markdown(results, _info())
+    assert "`GET /user/<random id>`: req/s ≥ 1.2x fastest peer (aiohttp) | 1.50x | pass |" in text
+    assert "`GET /user/<random id>`: CPU/request ≤ 1.3x `GET /`'s | 1.00x | pass |" in text
+    assert "with kyoukai-1k-routes: req/s ≥ 0.9x 50 routes | 0.93x | pass |" in text
+    assert "with kyoukai-10k-routes: req/s ≥ 0.9x 50 routes | 0.83x | **FAIL** |" in text
+
+
 def test_wrk_argv_pins_the_client_cpu() -> None:
     argv = measure.wrk_argv("http://127.0.0.1:1/", 64, 3, Path("root.lua"))
     assert argv[:3] == ["taskset", "-c", measure.CLIENT_CPU]
@@ -152,7 +185,10 @@ def test_render_markdown_shows_ratios_targets_and_failures() -> None:
         _result("aiohttp", [100.0, 100.0]),
         _result("kyoukai-uvicorn", [150.0, 150.0]),
         _result("starlette-uvicorn", [100.0, 100.0]),
-        report.ServerResult(measure.SERVERS[-1], failure="exited with code 1"),
+        report.ServerResult(
+            next(s for s in measure.SERVERS if s.name == "starlette-granian"),
+            failure="exited with code 1",
+        ),
     ]
     text = report.render_markdown(results, _info())
     assert "| Kyoukai ÷ Starlette on uvicorn ≥ 1.0x | 1.50x pass |" in text

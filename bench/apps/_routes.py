@@ -22,8 +22,13 @@ HELLO = "Hello, world!"
 JSON_BODY = {"message": HELLO}
 FILLER_COUNT = 50
 
-#: ``{int:name}`` marks an integer path parameter.
-FILLER_ROUTES = [f"/filler/{n}/items/{{int:item}}" for n in range(FILLER_COUNT)]
+
+def filler_routes(count: int = FILLER_COUNT) -> list[str]:
+    """``count`` filler routes; ``{int:name}`` marks an integer path parameter."""
+    return [f"/filler/{n}/items/{{int:item}}" for n in range(count)]
+
+
+FILLER_ROUTES = filler_routes()
 USER_ROUTE = "/user/{int:id}"
 
 #: How each router spells an integer parameter called ``name``.
@@ -45,6 +50,14 @@ def render(path: str, style: str) -> str:
             segment = template.format(name=segment[5:-1])
         out.append(segment)
     return "/".join(out)
+
+
+def routes_from_argv(argv: list[str] | None = None) -> int:
+    """Return the filler route count: ``--routes N`` on the command line, else 50."""
+    args = sys.argv[1:] if argv is None else argv
+    if "--routes" in args:
+        return int(args[args.index("--routes") + 1])
+    return FILLER_COUNT
 
 
 def port_from_argv(argv: list[str] | None = None) -> int:

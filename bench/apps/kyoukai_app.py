@@ -1,4 +1,5 @@
-"""Kyoukai on its built-in HTTP/1.1 server. ``--no-uvloop`` runs it on plain asyncio."""
+"""Kyoukai on its built-in HTTP/1.1 server. ``--no-uvloop`` runs it on plain asyncio;
+``--routes N`` registers N filler routes instead of 50 (the routing-scale variants)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _filler(n: int) -> Callable[..., Awaitable[str]]:
     return filler
 
 
-for _n, _path in enumerate(_routes.FILLER_ROUTES):
+for _n, _path in enumerate(_routes.filler_routes(_routes.routes_from_argv())):
     app.route(_routes.render(_path, "werkzeug"))(_filler(_n))
 
 
