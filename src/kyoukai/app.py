@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from asphalt.core import Context, Signal, TeardownError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
-from werkzeug.routing import Map, RequestRedirect
+from werkzeug.routing import Map, RequestRedirect, WebsocketMismatch
 from werkzeug.wrappers import Request, Response
 
 from kyoukai._context import (
@@ -31,6 +31,12 @@ from kyoukai._shortcuts import MethodShortcuts
 from kyoukai._types import F, Handler
 from kyoukai.blueprint import Blueprint
 from kyoukai.route import DEFAULT_METHODS, Route
+from kyoukai.websocket import (
+    WEBSOCKET_ENVIRON_KEY,
+    UpgradeRequired,
+    match_handshake,
+    serve_websocket,
+)
 
 if TYPE_CHECKING:
     from kyoukai.backends._server import KyoukaiServer
@@ -150,6 +156,11 @@ class Kyoukai(MethodShortcuts):
         """Decorator: add a route to the root blueprint (see :meth:`.Blueprint.route`)."""
         return self._root.route(routing_url, methods, **kwargs)
 
+    def websocket(self, routing_url: str, **kwargs: Any) -> Callable[[Handler | Route], Route]:
+        """Decorator: add a WebSocket route to the root blueprint (see
+        :meth:`Blueprint.websocket`)."""
+        return self._root.websocket(routing_url, **kwargs)
+
     def errorhandler(
         self, code: int | type[Exception], endcode: int | None = None, step: int | None = None
     ) -> Callable[[Callable[..., Any] | Route], Route]:
@@ -259,23 +270,34 @@ class Kyoukai(MethodShortcuts):
         ctx = self.context_class(parent_context, request)
         ctx.app = self
         environ = request.environ
+        channel = environ.get(WEBSOCKET_ENVIRON_KEY)
         token = ctx.activate()
         try:
             try:
-                route, params, rule = self._root.match(environ)
+                if channel is None:
+                    route, params, rule = self._root.match(environ)
+                else:
+                    route, params, rule = match_handshake(self._root, environ)
             except RequestRedirect as redirect:
                 # Strict slashes: a temporary redirect keeps the method and body.
                 response = self.response_class(status=307, headers={"Location": redirect.new_url})
             except MethodNotAllowed as exc:
                 response = self._method_not_allowed(ctx, exc)
+            except WebsocketMismatch:
+                raise UpgradeRequired() from None
             else:
                 ctx.route, ctx.params, ctx.rule, ctx.bp = route, params, rule, route.bp
                 if self._on_matched.listeners:
                     self._on_matched.dispatch(ctx=ctx)
                 if self._on_invoked.listeners:
                     self._on_invoked.dispatch(ctx=ctx)
-                pre_hooks, post_hooks = route.resolved_hooks()
-                response = await route.invoke_function(ctx, pre_hooks, post_hooks, params)
+                if route.websocket:
+                    if channel is None:
+                        raise UpgradeRequired()
+                    response = await serve_websocket(ctx, route, params, channel)
+                else:
+                    pre_hooks, post_hooks = route.resolved_hooks()
+                    response = await route.invoke_function(ctx, pre_hooks, post_hooks, params)
                 if self._on_returned.listeners:
                     self._on_returned.dispatch(ctx=ctx, result=response)
         except Exception as exc:

@@ -215,6 +215,12 @@ class Blueprint(MethodShortcuts, HookHolder):
 
         return decorator
 
+    def websocket(self, routing_url: str, **kwargs: Any) -> Callable[[Handler | Route], Route]:
+        """Decorator: add ``async def handler(ctx, ws, **params)`` as a WebSocket route
+        (``ws``: a :class:`~kyoukai.websocket.WebSocket`); keyword arguments as for :meth:`route`.
+        Plain HTTP requests to the path get **426**."""
+        return self.route(routing_url, ("GET",), websocket=True, **kwargs)
+
     def add_route_group(
         self, group: RouteGroup | type[RouteGroup], *args: Any, **kwargs: Any
     ) -> Blueprint:
@@ -427,6 +433,8 @@ class Blueprint(MethodShortcuts, HookHolder):
         if adapters is None:
             if self.map is None:
                 raise RuntimeError("the routing map is not built yet: call app.finalize() first")
+            if "HTTP_UPGRADE" in environ:  # the cached adapters are for HTTP, not WebSocket
+                environ = {**environ, "HTTP_UPGRADE": ""}
             host_adapter = None
             if self._host_map is not None:
                 host_adapter = self._host_map.bind_to_environ(environ)

@@ -99,6 +99,8 @@ class Route(HookHolder):
     :param do_argument_checking: Check that path parameters fit the handler's signature, and
         convert them to the handler's annotations.
     :param endpoint: A custom endpoint name for URL building, instead of ``blueprint.function``.
+    :param websocket: A WebSocket route: the handler is ``handler(ctx, ws, **path_params)``
+        and its paths answer WebSocket handshakes only (see :mod:`kyoukai.websocket`).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class Route(HookHolder):
         should_invoke_hooks: bool = True,
         do_argument_checking: bool = True,
         endpoint: str | None = None,
+        websocket: bool = False,
     ) -> None:
         if not callable(function):
             raise TypeError(f"a route needs a callable, not {function!r}")
@@ -122,6 +125,8 @@ class Route(HookHolder):
         self.do_argument_checking = do_argument_checking
         #: The custom endpoint name, if one was given.
         self.endpoint = endpoint
+        #: ``True`` for a WebSocket route (its handler also takes the ``ws`` session).
+        self.websocket = websocket
         #: ``(routing_url, methods)`` pairs this route is reachable under.
         self.routes: list[tuple[str, tuple[str, ...]]] = []
         #: The blueprint this route was added to.
@@ -180,7 +185,14 @@ class Route(HookHolder):
         """Werkzeug rules for every path of this route, under ``prefix``."""
         endpoint = self.get_endpoint_name()
         return [
-            RouteRule(prefix + url, methods=methods, endpoint=endpoint, host=host, route=self)
+            RouteRule(
+                prefix + url,
+                methods=methods,
+                endpoint=endpoint,
+                host=host,
+                route=self,
+                websocket=self.websocket,
+            )
             for url, methods in self.routes
         ]
 
@@ -223,7 +235,8 @@ class Route(HookHolder):
 
     def _get_signature(self) -> _Signature:
         if self._signature is None:
-            self._signature = _Signature(self._callable, skip=1)
+            # A WebSocket handler takes the session after the context.
+            self._signature = _Signature(self._callable, skip=2 if self.websocket else 1)
         return self._signature
 
     def check_route_args(self, params: Mapping[str, Any] | None = None) -> None:

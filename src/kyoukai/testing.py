@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from asphalt.core import Context
 from werkzeug.wrappers import Response
 
+from kyoukai._testing_ws import HANDSHAKE_HEADERS, WebSocketConnect
 from kyoukai._types import Handler
 from kyoukai.app import Kyoukai
 from kyoukai.blueprint import Blueprint
@@ -110,6 +111,20 @@ class TestKyoukai(Kyoukai):
         :param method: The request method.
         :param body: The request body.
         """
+        request = self.request_class(self.build_environ(headers, url, method, body))
+        if self.base_context is None:
+            self.base_context = Context()
+        return await self.process_request(request, self.base_context)
+
+    def build_environ(
+        self,
+        headers: Mapping[str, str] | list[tuple[str, str]] | None,
+        url: str,
+        method: str = "GET",
+        body: bytes | str | None = None,
+    ) -> dict[str, Any]:
+        """The WSGI environ of a request built from its parts, as :meth:`inject_request`
+        sends it (``Host`` and ``Content-Length`` added when missing)."""
         # The URL is text: send non-ASCII characters percent-encoded, as a client would.
         url = quote(url, safe=_URL_SAFE)
         if isinstance(body, str):
@@ -125,10 +140,31 @@ class TestKyoukai(Kyoukai):
         environ = to_wsgi_environment(header_pairs, method.upper(), url, "1.1", body)
         environ["REMOTE_ADDR"] = "127.0.0.1"
         environ["REMOTE_PORT"] = "0"
-        request = self.request_class(environ)
+        return environ
+
+    def websocket_connect(
+        self,
+        url: str,
+        subprotocols: list[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> WebSocketConnect:
+        """Open a WebSocket to ``url``, in process: ``async with app.websocket_connect(url) as
+        ws:`` gives a :class:`~kyoukai._testing_ws.WebSocketTestSession` (``send*``,
+        ``receive*``, ``close``).
+
+        :param url: The path and query string of the handshake.
+        :param subprotocols: The subprotocols to offer.
+        :param headers: Extra handshake headers (cookies, ``Authorization``).
+        :raises kyoukai._testing_ws.WebSocketRejected: On entering the block, if the
+            application answered the handshake with an HTTP response (``.response``).
+        """
+        handshake = dict(HANDSHAKE_HEADERS)
+        if subprotocols:
+            handshake["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+        handshake.update(headers or {})
         if self.base_context is None:
             self.base_context = Context()
-        return await self.process_request(request, self.base_context)
+        return WebSocketConnect(self, self.build_environ(handshake, url), self.base_context)
 
     async def request(
         self,
