@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import InternalServerError, ServiceUnavailable
 from werkzeug.wrappers import Response
 
+from kyoukai.websocket import WEBSOCKET_ENVIRON_KEY
 from kyoukai.wsgi import request_factory
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ class Exchange:
         """
         try:
             request = self._make_request(environ, server)
-            if self._timeout is None:
+            if self._timeout is None or WEBSOCKET_ENVIRON_KEY in environ:
+                # A WebSocket session lasts as long as it lasts; its keep-alive is the wire's.
                 response = await self._process(request, self._parent_context)
             else:
                 try:
