@@ -10,8 +10,8 @@ import pytest
 from werkzeug.exceptions import Forbidden
 
 from kyoukai import Blueprint, HTTPRequestContext, TestKyoukai
-from kyoukai._testing_ws import WebSocketRejected
 from kyoukai.routegroup import RouteGroup, websocket
+from kyoukai.testing import WebSocketRejected
 from kyoukai.websocket import WebSocket, WebSocketDisconnect
 
 pytestmark = pytest.mark.timeout(10)

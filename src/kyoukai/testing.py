@@ -11,14 +11,19 @@ from urllib.parse import quote, urlencode, urlsplit
 from asphalt.core import Context
 from werkzeug.wrappers import Response
 
-from kyoukai._testing_ws import HANDSHAKE_HEADERS, WebSocketConnect
+from kyoukai._testing_ws import (
+    HANDSHAKE_HEADERS,
+    WebSocketConnect,
+    WebSocketRejected,
+    WebSocketTestSession,
+)
 from kyoukai._types import Handler
 from kyoukai.app import Kyoukai
 from kyoukai.blueprint import Blueprint
 from kyoukai.route import Route
 from kyoukai.wsgi import to_wsgi_environment
 
-__all__ = ["RequestOrRoute", "TestKyoukai"]
+__all__ = ["RequestOrRoute", "TestKyoukai", "WebSocketRejected", "WebSocketTestSession"]
 
 #: Printable ASCII passes through unchanged; everything else is percent-encoded as UTF-8.
 _URL_SAFE = "".join(chr(code) for code in range(0x21, 0x7F))
@@ -149,13 +154,13 @@ class TestKyoukai(Kyoukai):
         headers: Mapping[str, str] | None = None,
     ) -> WebSocketConnect:
         """Open a WebSocket to ``url``, in process: ``async with app.websocket_connect(url) as
-        ws:`` gives a :class:`~kyoukai._testing_ws.WebSocketTestSession` (``send*``,
+        ws:`` gives a :class:`WebSocketTestSession` (``send*``,
         ``receive*``, ``close``).
 
         :param url: The path and query string of the handshake.
         :param subprotocols: The subprotocols to offer.
         :param headers: Extra handshake headers (cookies, ``Authorization``).
-        :raises kyoukai._testing_ws.WebSocketRejected: On entering the block, if the
+        :raises WebSocketRejected: On entering the block, if the
             application answered the handshake with an HTTP response (``.response``).
         """
         handshake = dict(HANDSHAKE_HEADERS)
