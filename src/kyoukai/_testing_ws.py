@@ -12,7 +12,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.wrappers import Response
+from werkzeug import wrappers
 
 from kyoukai.websocket import (
     ABNORMAL_CLOSURE,
@@ -53,7 +53,7 @@ class WebSocketRejected(Exception):
     :param response: That response (``status_code``, headers, body).
     """
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: wrappers.Response) -> None:
         super().__init__(f"the WebSocket handshake was refused with {response.status}")
         #: The response that answered the handshake.
         self.response = response
@@ -133,7 +133,7 @@ class InProcessChannel:
 class WebSocketTestSession:
     """The client's side of an in-process WebSocket, inside ``websocket_connect``'s block."""
 
-    def __init__(self, channel: InProcessChannel, task: asyncio.Task[Response]) -> None:
+    def __init__(self, channel: InProcessChannel, task: asyncio.Task[Any]) -> None:
         self._channel = channel
         self._task = task
         self._closed: tuple[int, str] | None = None

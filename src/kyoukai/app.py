@@ -158,7 +158,7 @@ class Kyoukai(MethodShortcuts):
 
     def websocket(self, routing_url: str, **kwargs: Any) -> Callable[[Handler | Route], Route]:
         """Decorator: add a WebSocket route to the root blueprint (see
-        :meth:`Blueprint.websocket`)."""
+        :meth:`.Blueprint.websocket`)."""
         return self._root.websocket(routing_url, **kwargs)
 
     def errorhandler(

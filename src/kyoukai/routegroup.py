@@ -168,7 +168,7 @@ def delete(url: str, **kwargs: Any) -> Callable[[F], F]:
 
 def websocket(url: str, **kwargs: Any) -> Callable[[F], F]:
     """Mark a route group method as a WebSocket route under ``url``: ``self.handler(ctx, ws,
-    **params)`` (see :meth:`Blueprint.websocket`)."""
+    **params)`` (see :meth:`.Blueprint.websocket`)."""
     return route(url, ("GET",), websocket=True, **kwargs)
 
 

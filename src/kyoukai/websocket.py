@@ -3,7 +3,7 @@
 A :class:`WebSocket` knows nothing of frames or sockets. It runs over a :class:`Channel`, which
 each transport implements: the built-in HTTP/1.1 server (RFC 6455 after a ``101``), and the
 test client (in process). A transport marks a handshake request by putting its channel in the
-environ under :data:`WEBSOCKET_ENVIRON_KEY`; :func:`serve_websocket` runs the route over it.
+environ under :data:`WEBSOCKET_ENVIRON_KEY`; the application runs the route over it.
 
 Until :meth:`WebSocket.accept` the handshake is ordinary HTTP: the pre-request hooks run, and a
 hook or handler that raises (an ``HTTPException`` or anything else) or returns a response
@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from werkzeug.exceptions import Forbidden, HTTPException, NotFound
 from werkzeug.routing import WebsocketMismatch
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from kyoukai.blueprint import Blueprint, _route_of
 
 if TYPE_CHECKING:
     from werkzeug.routing import Rule
-    from werkzeug.wrappers import Request
 
     from kyoukai._context import HTTPRequestContext
     from kyoukai.route import Route
@@ -35,12 +34,9 @@ if TYPE_CHECKING:
 __all__ = [
     "WEBSOCKET_ENVIRON_KEY",
     "Channel",
-    "UpgradeRequired",
     "WebSocket",
     "WebSocketDisconnect",
     "check_close_code",
-    "match_handshake",
-    "serve_websocket",
 ]
 
 logger = logging.getLogger("kyoukai")
@@ -82,8 +78,14 @@ class UpgradeRequired(HTTPException):
     description = "This resource speaks WebSocket only; connect with a WebSocket client."
 
     def get_headers(self, environ: Any = None, scope: Any = None) -> list[tuple[str, str]]:
-        # RFC 9110 section 15.5.22: a 426 names the protocol to upgrade to.
-        return [*super().get_headers(environ, scope), ("Upgrade", "websocket")]
+        """The error page's headers, and the protocol to upgrade to (RFC 9110 section 15.5.22)
+        with the WebSocket version the server speaks (RFC 6455 section 4.4).
+
+        :param environ: The request's WSGI environ.
+        :param scope: The request's ASGI scope.
+        """
+        upgrade = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
+        return [*super().get_headers(environ, scope), *upgrade]
 
 
 class Channel(Protocol):
