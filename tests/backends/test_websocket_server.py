@@ -220,6 +220,16 @@ async def test_protocol_violation_closes_with_the_rfc_code(
     assert await echo(await client(), "fine") == "fine"
 
 
+async def test_frames_split_across_reads_and_mixed_with_control_frames(port: int) -> None:
+    data = frame(0x1, b"one") + frame(0x9, b"ping") + frame(0x2, b"two" * 50, fin=False)
+    data += frame(0x0, b"!") + frame(0x1, b"three")
+    async with await raw_websocket(port) as raw:
+        for index in range(len(data)):  # one byte per write
+            await raw.send(data[index : index + 1])
+        received = [await read_frame(raw) for _ in range(4)]
+    assert received == [(0x1, b"one"), (0xA, b"ping"), (0x2, b"two" * 50 + b"!"), (0x1, b"three")]
+
+
 async def test_dead_peer_is_closed_with_1011(
     ws_server: Callable[..., Awaitable[KyoukaiServer]],
 ) -> None:

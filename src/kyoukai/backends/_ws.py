@@ -45,6 +45,7 @@ from kyoukai._head import check_header
 from kyoukai._version import SERVER_HEADER
 from kyoukai.backends._connection import Connection
 from kyoukai.backends._flow import ClientGone, FlowControl
+from kyoukai.backends._frames import data_frame, parse_data_frames
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.websocket import ABNORMAL_CLOSURE, WEBSOCKET_ENVIRON_KEY, WebSocketDisconnect
 
@@ -66,6 +67,8 @@ __all__ = [
 Switch = Callable[[bytes], None]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: Bytes of frames held for one write before they go out anyway (see WebSocketWire._write).
+COALESCE_LIMIT = 64 * 1024
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _SERVER_LINE = f"Server: {SERVER_HEADER}\r\n".encode("latin-1")
 #: The extension offered back to clients that ask for compression (websockets' defaults:
@@ -187,6 +190,12 @@ class WebSocketWire:
         self._frames: FrameProtocol | None = None
         self._queue: deque[str | bytes] = deque()
         self._max_queue = settings.websocket_max_queue
+        self._max_size = settings.websocket_max_message_size
+        #: No extension: whole data frames take the direct path (._frames).
+        self._plain = False
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._write_scheduled = False
         self._waiter: asyncio.Future[None] | None = None
         self._parts: list[bytes] = []
         self._text = False
@@ -218,9 +227,10 @@ class WebSocketWire:
             check_header(name, value)
             lines.append(f"{name}: {value}\r\n".encode("latin-1"))
         lines += [self._state.date_line, _SERVER_LINE, b"\r\n"]
-        frames = FrameProtocol(Side.SERVER, max_size=self._settings.websocket_max_message_size)
+        frames = FrameProtocol(Side.SERVER, max_size=self._max_size)
         frames.extensions = extensions
         self._frames = frames
+        self._plain = not extensions
         self.task = asyncio.current_task()
         self._next_ping = self._state.deadline(self._settings.websocket_ping_interval)
         self.switch(b"".join(lines))
@@ -252,11 +262,17 @@ class WebSocketWire:
         frames = self._frames
         if self.closed is not None or frames is None or frames.state is not OPEN:
             raise self._disconnect()
-        if isinstance(message, str):
-            frames.send_text(message.encode("utf-8"))
+        if self._plain:
+            if isinstance(message, str):
+                self._write(data_frame(message.encode("utf-8"), True))
+            else:
+                self._write(data_frame(message, False))
         else:
-            frames.send_binary(message)
-        self._flush()
+            if isinstance(message, str):
+                frames.send_text(message.encode("utf-8"))
+            else:
+                frames.send_binary(message)
+            self._flush()
         flow = self._flow
         if flow is not None and flow.write_paused:
             try:
@@ -286,11 +302,21 @@ class WebSocketWire:
     # -- the connection's side ----------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        """Bytes from the client: frames in, messages to the handler, answers out."""
+        """Bytes from the client: frames in, messages to the handler, answers out.
+
+        Whole plain data frames are read directly (:mod:`._frames`) while the protocol has
+        nothing pending; the rest of the read goes to the protocol from that frame on.
+        """
         frames = self._frames
         if frames is None:
             return
-        frames.receive_data(data)
+        if self._plain and frames.state is OPEN and not frames.reader.buffer and not self._parts:
+            messages, used = parse_data_frames(data, self._max_size)
+            for payload, text in messages:
+                self._push(payload, text)
+            data = data[used:]
+        if data:
+            frames.receive_data(data)
         for frame in frames.events_received():
             frame = cast(Frame, frame)
             opcode = frame.opcode
@@ -348,16 +374,36 @@ class WebSocketWire:
             waiter.set_result(None)
 
     def _flush(self) -> None:
+        """Write what the protocol has to send."""
         frames = self._frames
-        transport = self._transport
-        if frames is None or transport is None:
+        if frames is None or self._transport is None:
             return
         for data in frames.data_to_send():
             if data:
-                transport.write(data)
+                self._write(data)
             else:
                 # websockets' end-of-stream mark: the server closes the TCP connection first.
-                transport.close()
+                self._write_out()
+                self._transport.close()
+
+    def _write(self, data: bytes) -> None:
+        """Queue ``data`` for the transport: the frames sent while the loop runs one
+        callback go out in one write, unless they pass :data:`COALESCE_LIMIT` first."""
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= COALESCE_LIMIT:
+            self._write_out()
+        elif not self._write_scheduled:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        self._write_scheduled = False
+        out = self._out
+        if out and self._transport is not None:
+            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+        self._out_size = 0
 
     def tick(self, now: float) -> float:
         """Keep-alive, from the server's timer: ping every ``websocket_ping_interval``, fail
@@ -390,6 +436,7 @@ class WebSocketWire:
             self._ended()
             self._flush()
         elif self._transport is not None:
+            self._write_out()
             self._transport.close()
 
     def connection_lost(self) -> None:
