@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from werkzeug.exceptions import Forbidden, HTTPException, NotFound
 from werkzeug.routing import WebsocketMismatch
@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("kyoukai")
+
+_M = TypeVar("_M", str, bytes)
 
 #: The environ key under which a transport puts the :class:`Channel` of a handshake request.
 WEBSOCKET_ENVIRON_KEY = "kyoukai.websocket"
@@ -198,11 +200,7 @@ class WebSocket:
 
         :raises WebSocketDisconnect: Once the session is closed.
         """
-        message = await self.receive()
-        if not isinstance(message, str):
-            await self.close(1003, "expected a text message")
-            raise WebSocketDisconnect(1003, "expected a text message")
-        return message
+        return await self._receive_kind(str, "text")
 
     async def receive_bytes(self) -> bytes:
         """The next message, which must be a binary one; a text one closes the session with
@@ -210,10 +208,13 @@ class WebSocket:
 
         :raises WebSocketDisconnect: Once the session is closed.
         """
+        return await self._receive_kind(bytes, "binary")
+
+    async def _receive_kind(self, kind: type[_M], name: str) -> _M:
         message = await self.receive()
-        if not isinstance(message, bytes):
-            await self.close(1003, "expected a binary message")
-            raise WebSocketDisconnect(1003, "expected a binary message")
+        if not isinstance(message, kind):
+            await self.close(1003, f"expected a {name} message")
+            raise WebSocketDisconnect(1003, f"expected a {name} message")
         return message
 
     async def receive_json(self) -> Any:
