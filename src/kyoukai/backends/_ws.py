@@ -62,9 +62,10 @@ __all__ = [
     "start_websocket",
 ]
 
-#: What a connection does when its WebSocket is accepted: write the ``101`` head given and
-#: :meth:`WebSocketWire.attach` a transport (the connection's, or an HTTP/2 stream's).
-Switch = Callable[[bytes], None]
+#: What a connection does when its WebSocket is accepted: answer the handshake with the headers
+#: given (subprotocol, extensions, the handler's) — a ``101`` on HTTP/1.1, a ``200`` on an
+#: HTTP/2 stream (RFC 8441) — and :meth:`WebSocketWire.attach` the transport frames go over.
+Switch = Callable[[list[tuple[str, str]]], None]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Bytes of frames held for one write before they go out anyway (see WebSocketWire._write).
@@ -158,13 +159,19 @@ def start_websocket(protocol: KyoukaiProtocol, rest: bytes) -> bool:
     protocol.stop_reading_requests()
     cycle.keep_alive = False
     flow.pause_reading()
-    wire = WebSocketWire(state, environ, key)
 
-    def switch(head: bytes) -> None:
-        protocol.replace(WebSocketConnection, state, wire, head, rest)
+    def switch(headers: list[tuple[str, str]]) -> None:
+        lines = [
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
+            f"Sec-WebSocket-Accept: {accept_key(key)}\r\n".encode("ascii"),
+        ]
+        for name, value in headers:
+            check_header(name, value)
+            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+        lines += [state.date_line, _SERVER_LINE, b"\r\n"]
+        protocol.replace(WebSocketConnection, state, wire, b"".join(lines), rest)
 
-    wire.switch = switch
-    environ[WEBSOCKET_ENVIRON_KEY] = wire
+    wire = environ[WEBSOCKET_ENVIRON_KEY] = WebSocketWire(state, environ, switch)
     return True
 
 
@@ -174,17 +181,15 @@ class WebSocketWire:
 
     :param state: The server's shared state (settings, clock, ``Date``).
     :param environ: The handshake request's environ.
-    :param key: The client's ``Sec-WebSocket-Key``.
+    :param switch: How the carrying connection answers an accepted handshake.
     """
 
-    def __init__(self, state: ServerState, environ: dict[str, Any], key: str) -> None:
+    def __init__(self, state: ServerState, environ: dict[str, Any], switch: Switch) -> None:
         self._state = state
         settings: ServerSettings = state.settings
         self._settings = settings
         self._environ = environ
-        self._key = key
-        #: Called by :meth:`accept` with the ``101`` head; set by the carrying connection.
-        self.switch: Switch | None = None
+        self._switch = switch
         self._transport: asyncio.Transport | None = None
         self._flow: FlowControl | None = None
         self._frames: FrameProtocol | None = None
@@ -212,28 +217,20 @@ class WebSocketWire:
 
     async def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
         """Write the ``101`` and start speaking WebSocket."""
-        if self.closed is not None or self.switch is None:
+        if self.closed is not None:
             raise WebSocketDisconnect(ABNORMAL_CLOSURE, "the client went away")
         response, extensions = negotiate_deflate(self._environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS"))
-        lines = [
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
-            f"Sec-WebSocket-Accept: {accept_key(self._key)}\r\n".encode("ascii"),
-        ]
         if subprotocol is not None:
             headers = [("Sec-WebSocket-Protocol", subprotocol), *headers]
         if response is not None:
             headers = [("Sec-WebSocket-Extensions", response), *headers]
-        for name, value in headers:
-            check_header(name, value)
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
-        lines += [self._state.date_line, _SERVER_LINE, b"\r\n"]
         frames = FrameProtocol(Side.SERVER, max_size=self._max_size)
         frames.extensions = extensions
         self._frames = frames
         self._plain = not extensions
         self.task = asyncio.current_task()
         self._next_ping = self._state.deadline(self._settings.websocket_ping_interval)
-        self.switch(b"".join(lines))
+        self._switch(headers)
 
     def attach(self, transport: asyncio.Transport, flow: FlowControl) -> None:
         """Speak over ``transport`` from now on (the ``101`` is written)."""
