@@ -2,9 +2,10 @@
 
 :class:`WebSocketWire` is the :class:`~kyoukai.websocket.Channel` of one session: bytes from
 the connection go in (:meth:`WebSocketWire.data_received`), messages come out to the
-handler, and what the handler sends goes back as frames. It knows nothing of HTTP/1.1 beyond
-the ``101`` head it writes; the connection that carries it is a :class:`WireHost`, so an
-HTTP/2 stream (RFC 8441) can carry it as well.
+handler, and what the handler sends goes back as frames. It knows nothing of HTTP: the
+connection that carries it answers the handshake (its :data:`Switch`) and attaches a
+transport, so an HTTP/2 stream (RFC 8441) can carry it as well as an HTTP/1.1 connection
+after its ``101`` (:mod:`._ws_http1`).
 
 ``websockets`` was chosen over ``wsproto`` by measurement (one echoed message, server side,
 this machine): 6.7 µs against 15.3 µs for 32 bytes of text, 20 µs against 150 µs for 64 KiB
@@ -26,9 +27,6 @@ this machine): 6.7 µs against 15.3 µs for 32 bytes of text, 20 µs against 150
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -41,72 +39,29 @@ from websockets.headers import build_extension, parse_extension
 from websockets.protocol import OPEN, Side
 from websockets.protocol import Protocol as FrameProtocol
 
-from kyoukai._head import check_header
-from kyoukai._version import SERVER_HEADER
-from kyoukai.backends._connection import Connection
 from kyoukai.backends._flow import ClientGone, FlowControl
 from kyoukai.backends._frames import data_frame, parse_data_frames
-from kyoukai.backends._settings import ProtocolError
-from kyoukai.websocket import ABNORMAL_CLOSURE, WEBSOCKET_ENVIRON_KEY, WebSocketDisconnect
+from kyoukai.websocket import ABNORMAL_CLOSURE, WebSocketDisconnect
 
 if TYPE_CHECKING:
     from kyoukai.backends._settings import ServerSettings
     from kyoukai.backends._state import ServerState
-    from kyoukai.backends.httptools_ import KyoukaiProtocol
 
-__all__ = [
-    "WebSocketConnection",
-    "WebSocketWire",
-    "accept_key",
-    "handshake_key",
-    "start_websocket",
-]
+__all__ = ["COALESCE_LIMIT", "Switch", "WebSocketWire", "negotiate_deflate"]
 
 #: What a connection does when its WebSocket is accepted: answer the handshake with the headers
 #: given (subprotocol, extensions, the handler's) — a ``101`` on HTTP/1.1, a ``200`` on an
 #: HTTP/2 stream (RFC 8441) — and :meth:`WebSocketWire.attach` the transport frames go over.
 Switch = Callable[[list[tuple[str, str]]], None]
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Bytes of frames held for one write before they go out anyway (see WebSocketWire._write).
 COALESCE_LIMIT = 64 * 1024
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
-_SERVER_LINE = f"Server: {SERVER_HEADER}\r\n".encode("latin-1")
 #: The extension offered back to clients that ask for compression (websockets' defaults:
 #: 4 KiB windows and a small memory level keep a compressed session's cost near 64 KiB).
 _DEFLATE = ServerPerMessageDeflateFactory(
     server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
 )
-
-
-def handshake_key(environ: dict[str, Any]) -> str | None:
-    """The ``Sec-WebSocket-Key`` of a valid opening handshake (RFC 6455 section 4.2.1).
-
-    Anything short of one (another method or version, no key) is an ordinary request, as
-    RFC 9110 lets a server ignore ``Upgrade``; a WebSocket route then answers **426**.
-    """
-    if environ["REQUEST_METHOD"] != "GET" or environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
-        return None
-    if "websocket" not in _tokens(environ.get("HTTP_UPGRADE", "")):
-        return None
-    if "upgrade" not in _tokens(environ.get("HTTP_CONNECTION", "")):
-        return None
-    key: str | None = environ.get("HTTP_SEC_WEBSOCKET_KEY")
-    try:
-        if key is None or len(base64.b64decode(key, validate=True)) != 16:
-            return None
-    except binascii.Error:
-        return None
-    return key
-
-
-def _tokens(value: str) -> set[str]:
-    return {token.strip().lower() for token in value.split(",")}
-
-
-def accept_key(key: str) -> str:
-    """The ``Sec-WebSocket-Accept`` value answering ``key``."""
-    return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest()).decode("ascii")
 
 
 def negotiate_deflate(offer: str | None) -> tuple[str | None, list[Extension]]:
@@ -130,49 +85,6 @@ def negotiate_deflate(offer: str | None) -> tuple[str | None, list[Extension]]:
             continue
         return build_extension([(name, response_params)]), [extension]
     return None, []
-
-
-def start_websocket(protocol: KyoukaiProtocol, rest: bytes) -> bool:
-    """Give the handshake request just parsed on ``protocol`` a :class:`WebSocketWire`.
-
-    Only a handshake alone in the pipeline qualifies (a ``101`` may not overtake the
-    responses of requests pipelined before it; such a handshake is answered as plain HTTP).
-    The connection stops parsing HTTP and reading waits for the handler to accept; a refused
-    handshake's response closes the connection.
-
-    :param rest: Bytes the client sent after the handshake request.
-    :return: Whether the connection now belongs to the handshake.
-    """
-    pipeline = protocol._pipeline
-    cycle = pipeline[0] if len(pipeline) == 1 else None
-    environ = cycle.environ if cycle is not None else None
-    key = handshake_key(environ) if environ is not None else None
-    flow = protocol._flow
-    if key is None or environ is None or cycle is None or cycle.task is None or flow is None:
-        return False
-    state = protocol._state
-    if state.websockets >= state.settings.max_websockets:
-        cycle.task.cancel()  # before it ran: the application never sees the handshake
-        pipeline.clear()
-        protocol.refuse(ProtocolError("too many WebSockets"))
-        return True
-    protocol.stop_reading_requests()
-    cycle.keep_alive = False
-    flow.pause_reading()
-
-    def switch(headers: list[tuple[str, str]]) -> None:
-        lines = [
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
-            f"Sec-WebSocket-Accept: {accept_key(key)}\r\n".encode("ascii"),
-        ]
-        for name, value in headers:
-            check_header(name, value)
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
-        lines += [state.date_line, _SERVER_LINE, b"\r\n"]
-        protocol.replace(WebSocketConnection, state, wire, b"".join(lines), rest)
-
-    wire = environ[WEBSOCKET_ENVIRON_KEY] = WebSocketWire(state, environ, switch)
-    return True
 
 
 class WebSocketWire:
@@ -448,69 +360,3 @@ class WebSocketWire:
             loop = task.get_loop()
             handle = loop.call_later(self._settings.websocket_close_timeout, task.cancel)
             task.add_done_callback(lambda _: handle.cancel())
-
-
-class WebSocketConnection(Connection):
-    """An HTTP/1.1 connection after ``101 Switching Protocols``: it carries one
-    :class:`WebSocketWire` (set in place of the HTTP protocol with ``Connection.replace``).
-
-    It keeps what every connection has (the server's registry and timer, the write
-    deadline, back-pressure) and hands everything else to the wire.
-
-    :param state: The server's shared state.
-    :param wire: The session.
-    :param head: The ``101`` response to write first.
-    :param rest: Bytes the client sent after its handshake.
-    """
-
-    def __init__(self, state: ServerState, wire: WebSocketWire, head: bytes, rest: bytes) -> None:
-        super().__init__(state, "", 0)
-        self._wire = wire
-        self._head = head
-        self._rest = rest
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport = cast(asyncio.Transport, transport)
-        self._flow = flow = FlowControl(transport)
-        self._state.add(self)
-        self._state.websockets += 1
-        transport.write(self._head)
-        self._wire.attach(transport, flow)
-        self._deadline = self._wire.tick(self._state.clock)
-        transport.resume_reading()  # paused while the handler decided on the handshake
-        if self._rest:
-            self.data_received(self._rest)
-
-    def data_received(self, data: bytes) -> None:
-        self._wire.data_received(data)
-
-    def eof_received(self) -> bool:
-        return False  # close: a WebSocket has no half-closed state
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._closed:
-            self._state.websockets -= 1
-        self._wire.connection_lost()
-        super().connection_lost(exc)
-
-    def read_deadline_passed(self, now: float) -> None:
-        self._deadline = self._wire.tick(now)
-
-    def stop_reading_requests(self) -> None:
-        """Nothing to stop: no HTTP request follows a WebSocket."""
-
-    def shutdown(self) -> None:
-        """Nothing yet: the session may end within the grace period; :meth:`abort` follows."""
-
-    def pending_tasks(self) -> list[asyncio.Task[None]]:
-        # Once the connection is lost the wire, not connection_lost, ends the handler.
-        task = self._wire.task
-        return [task] if task is not None and not task.done() and not self._closed else []
-
-    def abort(self) -> None:
-        """End of the grace period: close with 1001 (going away), drop a client that does not
-        read."""
-        self._wire.going_away()
-        flow = self._flow
-        if flow is not None and flow.write_paused and self.transport is not None:
-            self.transport.abort()

@@ -60,7 +60,7 @@ from kyoukai.backends._http1 import (
 )
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.backends._state import ServerState
-from kyoukai.backends._ws import start_websocket
+from kyoukai.backends._ws_http1 import start_websocket
 from kyoukai.wsgi import build_environ, get_formatted_response, to_wsgi_environment
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ class KyoukaiProtocol(Connection):
         try:
             self.parser.feed_data(piece)
         except httptools.HttpParserUpgrade as exc:
-            # WebSocket handshakes go to ._ws; other upgrades (h2c) are answered as plain
+            # WebSocket handshakes go to ._ws_http1; other upgrades (h2c) are answered as plain
             # HTTP/1.1 (RFC 9110 section 7.8 lets a server ignore Upgrade), and parsing goes on.
             rest = piece[exc.args[0] :] if exc.args else b""
             if start_websocket(self, rest):
