@@ -156,11 +156,6 @@ class Kyoukai(MethodShortcuts):
         """Decorator: add a route to the root blueprint (see :meth:`.Blueprint.route`)."""
         return self._root.route(routing_url, methods, **kwargs)
 
-    def websocket(self, routing_url: str, **kwargs: Any) -> Callable[[Handler | Route], Route]:
-        """Decorator: add a WebSocket route to the root blueprint (see
-        :meth:`.Blueprint.websocket`)."""
-        return self._root.websocket(routing_url, **kwargs)
-
     def errorhandler(
         self, code: int | type[Exception], endcode: int | None = None, step: int | None = None
     ) -> Callable[[Callable[..., Any] | Route], Route]:

@@ -215,12 +215,6 @@ class Blueprint(MethodShortcuts, HookHolder):
 
         return decorator
 
-    def websocket(self, routing_url: str, **kwargs: Any) -> Callable[[Handler | Route], Route]:
-        """Decorator: add ``async def handler(ctx, ws, **params)`` as a WebSocket route
-        (``ws``: a :class:`~kyoukai.websocket.WebSocket`); keyword arguments as for :meth:`route`.
-        Plain HTTP requests to the path get **426**."""
-        return self.route(routing_url, ("GET",), websocket=True, **kwargs)
-
     def add_route_group(
         self, group: RouteGroup | type[RouteGroup], *args: Any, **kwargs: Any
     ) -> Blueprint:

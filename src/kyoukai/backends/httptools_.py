@@ -214,9 +214,7 @@ class KyoukaiProtocol(Connection):
             # WebSocket handshakes go to ._ws_http1; other upgrades (h2c) are answered as plain
             # HTTP/1.1 (RFC 9110 section 7.8 lets a server ignore Upgrade), and parsing goes on.
             rest = piece[exc.args[0] :] if exc.args else b""
-            if start_websocket(self, rest):
-                return
-            if rest and self._stage is not _DONE:
+            if not start_websocket(self, rest) and rest and self._stage is not _DONE:
                 self._feed(rest)
             return
         except _StopParsing:
