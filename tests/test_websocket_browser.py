@@ -10,22 +10,20 @@ hold the page's load (nor Chromium's virtual time) back, so the page ends with a
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
 from werkzeug.wrappers import Response
 
+from browser import dump_dom, needs_chromium
 from kyoukai import HTTPRequestContext, Kyoukai
 from kyoukai.util import as_html
 from kyoukai.websocket import WebSocket
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(60),
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium)"),
+    needs_chromium,
 ]
 
 PAGE = """<!doctype html>
@@ -96,25 +94,10 @@ async def test_chromium_websocket_echoes_text_and_binary(tmp_path: Path) -> None
     closes: list[tuple[int | None, str | None]] = []
     reports: list[str] = []
     server = await build_app(closes, reports).start("127.0.0.1", 0)
-    assert CHROMIUM is not None
     try:
-        browser = await asyncio.create_subprocess_exec(
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={tmp_path}", "--virtual-time-budget=10000",
-            "--dump-dom", f"http://127.0.0.1:{server.port}/",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            async with asyncio.timeout(45):
-                dom, _ = await browser.communicate()
-        finally:
-            if browser.returncode is None:
-                browser.kill()
-                await browser.wait()
+        text = await dump_dom(f"http://127.0.0.1:{server.port}/", tmp_path)
     finally:
         await server.stop(grace=1.0)
-    text = dom.decode()
     assert "<title>done</title>" in text, text
     assert (
         "<li>open echo.v1 deflate</li><li>text 5 hello</li><li>text 1600 héllo ✓</li>"
