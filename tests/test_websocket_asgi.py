@@ -4,7 +4,6 @@ speaks the protocol, Kyoukai routes the handshake and runs the session."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,11 +11,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from servers import TIMEOUT, free_port, spawn
+from processes import BIN, TIMEOUT, free_port, run_program
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
-BIN = Path(sys.executable).parent
 TESTS = Path(__file__).resolve().parent
 APP = "from ws_helpers import Record, build_ws_app\n\napp = build_ws_app(Record())\n"
 COMMANDS = {
@@ -36,8 +34,8 @@ async def url(server_name: str, tmp_path: Path) -> AsyncIterator[str]:
     (tmp_path / "ws_app.py").write_text(APP)
     port = free_port()
     env = {"PYTHONPATH": f"{TESTS}:{tmp_path}"}
-    async with spawn(COMMANDS[server_name](port), tmp_path, env) as process:
-        await process.wait_until_serving(port)
+    async with run_program(COMMANDS[server_name](port), cwd=tmp_path, env=env) as program:
+        await program.wait_for_port(port)
         yield f"ws://127.0.0.1:{port}"
 
 
