@@ -211,11 +211,10 @@ class KyoukaiProtocol(Connection):
         try:
             self.parser.feed_data(piece)
         except httptools.HttpParserUpgrade as exc:
-            # WebSocket handshakes go to ._ws_http1; other upgrades (h2c) are answered as plain
-            # HTTP/1.1 (RFC 9110 section 7.8 lets a server ignore Upgrade), and parsing goes on.
+            # WebSocket handshakes go to ._ws_http1; other upgrades to on_upgrade.
             rest = piece[exc.args[0] :] if exc.args else b""
-            if not start_websocket(self, rest) and rest and self._stage is not _DONE:
-                self._feed(rest)
+            if not start_websocket(self, rest):
+                self.on_upgrade(rest)
             return
         except _StopParsing:
             return
@@ -248,6 +247,17 @@ class KyoukaiProtocol(Connection):
                 self._quiet += len(piece)
                 if self._quiet >= self._max_head:
                     self.handle_parser_exception(ProtocolError("trailer section too large"))
+
+    def on_upgrade(self, rest: bytes) -> None:
+        """Called after a request that asked for an ``Upgrade``, with the bytes that follow it.
+
+        Upgrades are not offered here: the request is answered as a plain HTTP/1.1 one (RFC
+        9110 section 7.8 lets a server ignore Upgrade), so the client goes on speaking HTTP/1.1
+        and the bytes after the request are parsed as usual. A protocol that offers an upgrade
+        overrides this.
+        """
+        if rest and self._stage is not _DONE:
+            self._feed(rest)
 
     def on_message_begin(self) -> None:
         """Called when a message begins."""
