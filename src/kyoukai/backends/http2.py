@@ -126,7 +126,6 @@ class H2KyoukaiProtocol(Connection):
         self.conn = H2Connection(config=_config())
         self._exchange = Exchange(self.app, parent_context, settings.handler_timeout)
         self._streams: dict[int, H2State] = {}
-        self._running = 0
         self._requests = 0
         #: The last stream id of the graceful GOAWAY sent, or ``None``.
         self._goaway: int | None = None
@@ -135,6 +134,7 @@ class H2KyoukaiProtocol(Connection):
         self._resets = Budget(settings.h2_max_resets)
         self._flush_handle: asyncio.Handle | None = None
         self._upgrade = upgrade
+        self._lingering = False
         self._date_line = b""
         self._date = b""
         self._idle_delay = settings.keep_alive_timeout + state.slack
@@ -161,7 +161,8 @@ class H2KyoukaiProtocol(Connection):
         settings = self._settings
         conn = self.conn
         local = conn.local_settings
-        local[SettingCodes.MAX_CONCURRENT_STREAMS] = settings.h2_max_concurrent_streams
+        streams = settings.h2_max_concurrent_streams
+        local[SettingCodes.MAX_CONCURRENT_STREAMS] = streams
         local[SettingCodes.MAX_HEADER_LIST_SIZE] = settings.h2_max_header_list_size
         local[SettingCodes.INITIAL_WINDOW_SIZE] = settings.h2_initial_window_size
         local.acknowledge()  # these apply to the client's first frames (RFC 9113 section 6.5.3)
@@ -171,6 +172,10 @@ class H2KyoukaiProtocol(Connection):
             conn.initiate_connection()
         else:
             conn.initiate_upgrade_connection(upgrade[1])
+        # Advertised: the limit. Enforced here, on streams being served, with REFUSED_STREAM;
+        # h2 ends the connection only for a client past twice the limit in one go.
+        local[SettingCodes.MAX_CONCURRENT_STREAMS] = 2 * streams
+        local.acknowledge()
         grow = settings.h2_connection_window_size - conn.inbound_flow_control_window
         if grow > 0:
             conn.increment_flow_control_window(grow)
@@ -194,7 +199,7 @@ class H2KyoukaiProtocol(Connection):
 
     def data_received(self, data: bytes) -> None:
         """Called when data is received from the underlying socket."""
-        if self._closed:
+        if self._closed or self._lingering:
             return
         now = self._state.clock
         try:
@@ -205,8 +210,7 @@ class H2KyoukaiProtocol(Connection):
                 events = self.conn.receive_data(data)
             except H2ProtocolError as exc:
                 logger.debug("Closing an HTTP/2 connection after a protocol error: %s", exc)
-                self._flush()
-                self._close()
+                self.close()
                 return
             handlers = self._handlers
             for event in events:
@@ -255,14 +259,19 @@ class H2KyoukaiProtocol(Connection):
 
         Handlers still running are cancelled when the transport is gone.
         """
-        if self._closed:
+        if self._closed or self._lingering:
             return
         try:
             self.conn.close_connection(error_code)
         except H2Error:
             pass  # a GOAWAY already went out
-        self._flush()
-        self._close()
+        for stream in self._streams.values():
+            self._cancel(stream)
+        self._streams.clear()
+        # Lingering close: a client still sending would otherwise get a TCP reset that
+        # discards the GOAWAY before it is read.
+        self._lingering = True
+        self._linger(self.conn.data_to_send())
 
     def _fail(self, code: ErrorCodes, reason: str) -> None:
         logger.warning("Closing an HTTP/2 connection: %s", reason)
@@ -287,15 +296,28 @@ class H2KyoukaiProtocol(Connection):
         self._flush()
         self._raw_write(GoAwayFrame(0, last_stream_id=last_stream_id).serialize())
         if not self._streams:
-            self._close()
+            self._finish()
+
+    def _finish(self) -> None:
+        """Close after a graceful GOAWAY, once everything owed is written.
+
+        Lingering: the client may still send (a WINDOW_UPDATE for the last response), and
+        closing on unread bytes would reset the connection, discarding what it has not read.
+        """
+        if not self._lingering:
+            self._lingering = True
+            self._linger(self.conn.data_to_send())
 
     # -- deadlines and shutdown ---------------------------------------------------------------
 
     def read_deadline_passed(self, now: float) -> None:
         """Called by the server's timer: close an idle connection, reset stalled streams."""
+        if self._lingering:
+            self._close()
+            return
         if not self._streams:
             self._goaway_frame(self.conn.highest_inbound_stream_id)
-            self._close()
+            self._finish()
             return
         nearest = 0.0
         for stream in list(self._streams.values()):
@@ -339,7 +361,7 @@ class H2KyoukaiProtocol(Connection):
         if self._goaway is not None and stream_id > self._goaway:
             self._refuse_stream(stream_id)
             return
-        if self._running >= self._settings.h2_max_concurrent_streams:
+        if len(self._streams) >= self._settings.h2_max_concurrent_streams:
             self._refuse_stream(stream_id)
             return
         stream = H2State(headers, stream_id, self)
@@ -407,7 +429,6 @@ class H2KyoukaiProtocol(Connection):
         stream.complete = True
         stream.deadline = 0.0
         stream.environ["wsgi.input"] = io.BytesIO(stream.body())
-        self._running += 1
         loop = self.loop
         if loop.get_task_factory() is None:
             stream.task = asyncio.Task(self._handle(stream), loop=loop, name=_TASK_NAME)
@@ -443,7 +464,7 @@ class H2KyoukaiProtocol(Connection):
         last = event.last_stream_id or 0
         self._goaway = last if self._goaway is None else min(self._goaway, last)
         if not self._streams:
-            self._close()
+            self._finish()
 
     # -- resets and refusals ------------------------------------------------------------------
 
@@ -501,8 +522,7 @@ class H2KyoukaiProtocol(Connection):
         if self._streams:
             return
         if self._goaway is not None:
-            self._flush()
-            self._close()
+            self._finish()
         else:
             self._deadline = self._state.clock + self._idle_delay
 
@@ -531,7 +551,6 @@ class H2KyoukaiProtocol(Connection):
         except H2Error as exc:
             logger.debug("HTTP/2 stream %d ended early: %s", stream.stream_id, exc)
         finally:
-            self._running -= 1
             if self._streams.get(stream.stream_id) is stream:
                 del self._streams[stream.stream_id]
                 self._after_stream()
