@@ -135,11 +135,11 @@ class H2Client:
         """The next frame from the server, or ``None`` once the connection is closed."""
         try:
             head = await asyncio.wait_for(self.reader.readexactly(9), TIMEOUT)
-        except (asyncio.IncompleteReadError, ConnectionError):
+            frame, length = Frame.parse_frame_header(memoryview(head))
+            body = await asyncio.wait_for(self.reader.readexactly(length), TIMEOUT)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             self.closed = True
             return None
-        frame, length = Frame.parse_frame_header(memoryview(head))
-        body = await asyncio.wait_for(self.reader.readexactly(length), TIMEOUT) if length else b""
         frame.parse_body(memoryview(body))
         self._note(frame)
         return frame

@@ -4,7 +4,8 @@ h2 buffers a whole frame (up to 16 MiB) before it compares its length with
 ``SETTINGS_MAX_FRAME_SIZE``, joins a header block across any number of ``CONTINUATION``
 frames before it decodes it, and answers every ``PING`` and ``SETTINGS`` with no budget.
 :class:`FrameScanner` reads the 9-byte frame headers as the bytes arrive, ahead of h2, so that
-an oversized frame or header block ends the connection before it is buffered, and counts
+an oversized frame or header block ends the connection before it is buffered (with the
+error code RFC 9113 asks for where h2's differs), and counts
 the frames that cost the server work without giving it a request; :class:`Budget` bounds
 such counts per time window.
 
@@ -26,6 +27,8 @@ FLOOD_WINDOW = 10.0
 _HEADERS = 0x1
 _CONTINUATION = 0x9
 _DATA = 0x0
+_SETTINGS = 0x4
+_ACK = 0x1
 _END_STREAM = 0x1
 _END_HEADERS = 0x4
 #: PRIORITY, RST_STREAM, SETTINGS, PING, WINDOW_UPDATE: frames that open no request.
@@ -122,6 +125,9 @@ class FrameScanner:
                 )
             if kind in _CONTROL:
                 control += 1
+                if kind == _SETTINGS and flags & _ACK and length:
+                    # RFC 9113 section 6.5: FRAME_SIZE_ERROR (h2 says PROTOCOL_ERROR).
+                    raise FloodError(ErrorCodes.FRAME_SIZE_ERROR, "a SETTINGS ACK with a payload")
             elif kind == _DATA:
                 if length == 0 and not flags & _END_STREAM:
                     control += 1

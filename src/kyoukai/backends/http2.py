@@ -38,6 +38,7 @@ from h2.errors import ErrorCodes
 from h2.exceptions import H2Error
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.settings import SettingCodes
+from hpack.exceptions import HPACKError
 from hyperframe.frame import GoAwayFrame
 
 from kyoukai._context import PROTOCOL_ENVIRON_KEY
@@ -210,7 +211,9 @@ class H2KyoukaiProtocol(Connection):
                 events = self.conn.receive_data(data)
             except H2ProtocolError as exc:
                 logger.debug("Closing an HTTP/2 connection after a protocol error: %s", exc)
-                self.close()
+                if isinstance(exc.__cause__, HPACKError):
+                    self._compression_error()
+                self.close(ErrorCodes.PROTOCOL_ERROR)  # if h2 queued no GOAWAY (a bad preface)
                 return
             handlers = self._handlers
             for event in events:
@@ -221,6 +224,17 @@ class H2KyoukaiProtocol(Connection):
             self._fail(exc.code, str(exc))
             return
         self._flush()
+
+    def _compression_error(self) -> None:
+        """Send the GOAWAY of an undecodable header block with ``COMPRESSION_ERROR``, as RFC
+        9113 section 4.3 requires; h2 queues it, last, with ``PROTOCOL_ERROR``."""
+        data = self.conn.data_to_send()
+        goaway = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id)
+        size = len(goaway.serialize())
+        if len(data) >= size and data[-size + 3] == goaway.type:
+            goaway.error_code = ErrorCodes.COMPRESSION_ERROR
+            data = data[:-size] + goaway.serialize()
+        self._raw_write(data)
 
     def raw_write(self, data: bytes) -> None:
         """Writes to the underlying transport."""
