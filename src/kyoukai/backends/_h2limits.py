@@ -16,8 +16,16 @@ end.
 from __future__ import annotations
 
 from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
 
-__all__ = ["FLOOD_WINDOW", "PREFACE", "Budget", "FloodError", "FrameScanner"]
+__all__ = [
+    "FLOOD_WINDOW",
+    "PREFACE",
+    "Budget",
+    "FloodError",
+    "FrameScanner",
+    "compression_error",
+]
 
 #: The client connection preface (RFC 9113 section 3.4); h2 checks it, the scanner skips it.
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -147,3 +155,17 @@ class FrameScanner:
                 ErrorCodes.ENHANCE_YOUR_CALM, f"a header block is over {self._max_block} bytes"
             )
         self._block = -1 if flags & _END_HEADERS else block
+
+
+def compression_error(data: bytes, last_stream_id: int) -> bytes:
+    """h2's output after an undecodable header block, its GOAWAY made ``COMPRESSION_ERROR``.
+
+    RFC 9113 section 4.3 asks for that code; h2 queues the GOAWAY, last, with
+    ``PROTOCOL_ERROR``.
+    """
+    goaway = GoAwayFrame(0, last_stream_id=last_stream_id)
+    size = len(goaway.serialize())
+    if len(data) >= size and data[-size + 3] == goaway.type:
+        goaway.error_code = ErrorCodes.COMPRESSION_ERROR
+        data = data[:-size] + goaway.serialize()
+    return data

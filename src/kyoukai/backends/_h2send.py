@@ -20,14 +20,17 @@ from werkzeug.exceptions import InternalServerError
 
 from kyoukai.backends._flow import ClientGone, iter_body
 from kyoukai.backends._h2stream import H2State, get_header, response_headers
+from kyoukai.backends._settings import ProtocolError
 from kyoukai.wsgi import close_iter, response_parts
 
 if TYPE_CHECKING:
     from kyoukai.backends.http2 import H2KyoukaiProtocol
 
-__all__ = ["send_response"]
+__all__ = ["send_refusal", "send_response"]
 
 logger = logging.getLogger("kyoukai")
+
+_PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 
 async def send_response(protocol: H2KyoukaiProtocol, stream: H2State) -> None:
@@ -140,3 +143,24 @@ async def _close_body(iterator: Any) -> None:
         await aclose()
     else:
         close_iter(iterator)
+
+
+def send_refusal(protocol: H2KyoukaiProtocol, stream: H2State, exc: ProtocolError) -> None:
+    """Answer a request refused before the application saw it: its status, plain text.
+
+    The body goes along only if it fits the windows; the stream is reset (``NO_ERROR``) if
+    the client has not finished sending it (RFC 9113 section 8.1).
+    """
+    body = f"{exc.status} {exc}\n".encode("latin-1", "replace")
+    headers = response_headers(exc.status, [_PLAIN_TEXT], protocol.date_value(), len(body))
+    conn = protocol.conn
+    sid = stream.stream_id
+    try:
+        fits = conn.local_flow_control_window(sid) >= len(body)
+        conn.send_headers(sid, headers, end_stream=not fits)
+        if fits:
+            conn.send_data(sid, body, end_stream=True)
+        if not stream.complete:
+            conn.reset_stream(sid, ErrorCodes.NO_ERROR)
+    except H2Error:
+        pass  # the stream is already closed

@@ -46,14 +46,13 @@ from kyoukai.backends._connection import Connection
 from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import ClientGone
-from kyoukai.backends._h2limits import Budget, FloodError, FrameScanner
-from kyoukai.backends._h2send import send_response
+from kyoukai.backends._h2limits import Budget, FloodError, FrameScanner, compression_error
+from kyoukai.backends._h2send import send_refusal, send_response
 from kyoukai.backends._h2stream import (
     H2State,
     create_wsgi_environment,
     get_header,
     request_environ,
-    response_headers,
 )
 from kyoukai.backends._http1 import parse_content_length
 from kyoukai.backends._settings import ProtocolError
@@ -77,7 +76,6 @@ logger = logging.getLogger("kyoukai")
 _TASK_NAME = "kyoukai h2 request"
 #: The largest frame we accept: h2's default ``SETTINGS_MAX_FRAME_SIZE``, never raised.
 _MAX_FRAME = 16384
-_PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 
 def _config() -> H2Configuration:
@@ -212,7 +210,9 @@ class H2KyoukaiProtocol(Connection):
             except H2ProtocolError as exc:
                 logger.debug("Closing an HTTP/2 connection after a protocol error: %s", exc)
                 if isinstance(exc.__cause__, HPACKError):
-                    self._compression_error()
+                    conn = self.conn
+                    data = conn.data_to_send()
+                    self._raw_write(compression_error(data, conn.highest_inbound_stream_id))
                 self.close(ErrorCodes.PROTOCOL_ERROR)  # if h2 queued no GOAWAY (a bad preface)
                 return
             handlers = self._handlers
@@ -224,17 +224,6 @@ class H2KyoukaiProtocol(Connection):
             self._fail(exc.code, str(exc))
             return
         self._flush()
-
-    def _compression_error(self) -> None:
-        """Send the GOAWAY of an undecodable header block with ``COMPRESSION_ERROR``, as RFC
-        9113 section 4.3 requires; h2 queues it, last, with ``PROTOCOL_ERROR``."""
-        data = self.conn.data_to_send()
-        goaway = GoAwayFrame(0, last_stream_id=self.conn.highest_inbound_stream_id)
-        size = len(goaway.serialize())
-        if len(data) >= size and data[-size + 3] == goaway.type:
-            goaway.error_code = ErrorCodes.COMPRESSION_ERROR
-            data = data[:-size] + goaway.serialize()
-        self._raw_write(data)
 
     def raw_write(self, data: bytes) -> None:
         """Writes to the underlying transport."""
@@ -515,19 +504,7 @@ class H2KyoukaiProtocol(Connection):
         """
         logger.debug("Refusing HTTP/2 stream %d with %d: %s", stream.stream_id, exc.status, exc)
         self._streams.pop(stream.stream_id, None)
-        body = f"{exc.status} {exc}\n".encode("latin-1", "replace")
-        headers = response_headers(exc.status, [_PLAIN_TEXT], self.date_value(), len(body))
-        conn = self.conn
-        sid = stream.stream_id
-        try:
-            fits = conn.local_flow_control_window(sid) >= len(body)
-            conn.send_headers(sid, headers, end_stream=not fits)
-            if fits:
-                conn.send_data(sid, body, end_stream=True)
-            if not stream.complete:
-                conn.reset_stream(sid, ErrorCodes.NO_ERROR)
-        except H2Error:
-            pass
+        send_refusal(self, stream, exc)
         self._spend_reset()
         self._after_stream()
 
