@@ -26,11 +26,45 @@ from kyoukai.wsgi import close_iter, response_parts
 if TYPE_CHECKING:
     from kyoukai.backends.http2 import H2KyoukaiProtocol
 
-__all__ = ["send_refusal", "send_response"]
+__all__ = ["send_now", "send_refusal", "send_response"]
 
 logger = logging.getLogger("kyoukai")
 
 _PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+
+
+def send_now(protocol: H2KyoukaiProtocol, stream: H2State) -> bool:
+    """Send a response held in memory whose body fits the windows, without awaiting.
+
+    :return: False, having sent nothing, for any other response (:func:`send_response`
+        sends those).
+    """
+    response = stream.response
+    assert response is not None
+    if type(response.response) is not list:
+        return False
+    environ = stream.environ
+    code = response.status_code
+    try:
+        headers, body, _ = response_parts(response, environ, code)
+        if body is None:
+            return False
+        no_body = environ["REQUEST_METHOD"] == "HEAD" or code < 200 or code in (204, 304)
+        length = None if no_body else len(body)
+        header_list = response_headers(code, headers, protocol.date_value(), length)
+    except Exception:
+        return False  # send_response logs it and answers 500
+    conn = protocol.conn
+    stream_id = stream.stream_id
+    if no_body or not body:
+        conn.send_headers(stream_id, header_list, end_stream=True)
+    elif len(body) <= min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size):
+        conn.send_headers(stream_id, header_list)
+        conn.send_data(stream_id, body, end_stream=True)
+    else:
+        return False
+    protocol._flush_soon()
+    return True
 
 
 async def send_response(protocol: H2KyoukaiProtocol, stream: H2State) -> None:

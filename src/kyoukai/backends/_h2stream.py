@@ -50,6 +50,7 @@ def get_header(headers: Iterable[tuple[Any, Any]], name: str) -> str | None:
     """Return the value of the header ``name`` (any case) in ``headers``, or ``None``.
 
     :param headers: ``(name, value)`` pairs, as bytes or text.
+    :param name: The header's name.
     """
     wanted = name.lower()
     for key, value in headers:
@@ -195,7 +196,8 @@ class H2State:
     def insert_data(self, data: bytes) -> None:
         """Add a piece of the request body, as it came off the stream.
 
-        :raises ProtocolError: If the decoded body breaks its limit or cannot be decoded.
+        :raises ~kyoukai.backends._settings.ProtocolError: If the decoded body breaks its
+            limit or cannot be decoded.
         """
         if self._decoder is not None:
             data = self._decoder.feed(data)
@@ -207,7 +209,7 @@ class H2State:
     def end(self) -> None:
         """The client ended the stream: the body is complete.
 
-        :raises ProtocolError: If a compressed body is truncated.
+        :raises ~kyoukai.backends._settings.ProtocolError: If a compressed body is truncated.
         """
         self.complete = True
         if self._decoder is not None:
@@ -263,6 +265,7 @@ class H2State:
 
         :param status: The status line, e.g. ``"200 OK"``.
         :param headers: The response's ``(name, value)`` pairs.
+        :param exc_info: Accepted as WSGI passes it; the server logs errors itself.
         """
         self.response_status = status
         self.response_header_list = list(headers)

@@ -9,7 +9,8 @@ side (server state, back-pressure, deadlines, connection events, shutdown) is
 
 Priority signals are accepted and ignored (RFC 9113 deprecates the scheme); server push is
 not offered. ``Kyoukai.run(..., http2=True)`` serves HTTP/2 and HTTP/1.1 on one port
-(:mod:`._select`); :class:`H2KyoukaiComponent` serves HTTP/2 only.
+(``kyoukai.backends._select``); :class:`~kyoukai.backends.http2.H2KyoukaiComponent` serves
+HTTP/2 only.
 """
 
 # Invariants of this module; a comment starting "invariant:" marks where each is enforced:
@@ -47,7 +48,7 @@ from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import ClientGone
 from kyoukai.backends._h2limits import Budget, FloodError, FrameScanner, compression_error
-from kyoukai.backends._h2send import send_refusal, send_response
+from kyoukai.backends._h2send import send_now, send_refusal, send_response
 from kyoukai.backends._h2stream import (
     H2State,
     create_wsgi_environment,
@@ -60,6 +61,7 @@ from kyoukai.backends._state import ServerState
 
 if TYPE_CHECKING:
     from asphalt.core import Context
+    from werkzeug.wrappers import Response
 
     from kyoukai._h2component import H2KyoukaiComponent
 
@@ -123,7 +125,13 @@ class H2KyoukaiProtocol(Connection):
         self.parent_context = parent_context
         #: h2's state machine for this connection.
         self.conn = H2Connection(config=_config())
-        self._exchange = Exchange(self.app, parent_context, settings.handler_timeout)
+        self._exchange = Exchange(
+            self.app,
+            parent_context,
+            settings.handler_timeout,
+            deliver=self._deliver,
+            finish=self._finish_stream,
+        )
         self._streams: dict[int, H2State] = {}
         self._requests = 0
         #: The last stream id of the graceful GOAWAY sent, or ``None``.
@@ -535,8 +543,7 @@ class H2KyoukaiProtocol(Connection):
     async def _handle(self, stream: H2State) -> None:
         """Run the application for one stream, then send its response."""
         try:
-            stream.response = await self._exchange.respond(stream.environ, self._server_address)
-            await self.sending_loop(stream.stream_id)
+            await self._exchange.serve(stream, stream.environ, self._server_address)
         except (asyncio.CancelledError, ClientGone):
             pass  # reset by the client, or the connection is gone
         except H2Error as exc:
@@ -545,6 +552,14 @@ class H2KyoukaiProtocol(Connection):
             if self._streams.get(stream.stream_id) is stream:
                 del self._streams[stream.stream_id]
                 self._after_stream()
+
+    def _deliver(self, stream: H2State, response: Response) -> H2State | None:
+        """Send a response that can go out at once; else leave it for :meth:`_finish_stream`."""
+        stream.response = response
+        return None if send_now(self, stream) else stream
+
+    async def _finish_stream(self, stream: H2State) -> None:
+        await self.sending_loop(stream.stream_id)
 
     async def sending_loop(self, stream_id: int) -> None:
         """Send the response of stream ``stream_id``: headers, then its body as it comes.

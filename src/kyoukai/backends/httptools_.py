@@ -249,13 +249,9 @@ class KyoukaiProtocol(Connection):
                     self.handle_parser_exception(ProtocolError("trailer section too large"))
 
     def on_upgrade(self, rest: bytes) -> None:
-        """Called after a request that asked for an ``Upgrade``, with the bytes that follow it.
-
-        Upgrades are not offered here: the request is answered as a plain HTTP/1.1 one (RFC
-        9110 section 7.8 lets a server ignore Upgrade), so the client goes on speaking HTTP/1.1
-        and the bytes after the request are parsed as usual. A protocol that offers an upgrade
-        overrides this.
-        """
+        """Called after a request asking for an ``Upgrade``, with the bytes after it. None is
+        offered here (RFC 9110 section 7.8 lets a server ignore it): the bytes are parsed as
+        HTTP/1.1. A protocol that offers an upgrade (``_select``) overrides this."""
         if rest and self._stage is not _DONE:
             self._feed(rest)
 
