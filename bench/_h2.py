@@ -70,7 +70,7 @@ SERVERS = (
     H2Server("starlette-hypercorn", "Starlette on Hypercorn (h2, uvloop)", "hypercorn_app.py",
              (), ("--tls",)),
     H2Server("starlette-granian", "Starlette on granian (Rust h2, ASGI, 1 worker)",
-             "granian_h2_app.py", (), ("--tls",)),
+             "granian_app.py", ("--http2",), ("--http2", "--tls")),
 )  # fmt: skip
 
 
