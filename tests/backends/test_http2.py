@@ -108,6 +108,8 @@ async def test_no_data_for_head_204_304(h2server: KyoukaiServer) -> None:
         for code in (204, 304):
             response = await client.get(f"/status/{code}")
             assert (response.status, response.body) == (code, b"")
+        no_content = await client.get("/status/204")
+        assert no_content.header("content-length") is None
         data = [f for f in client.frames if type(f).__name__ == "DataFrame"]
         assert data == []
 

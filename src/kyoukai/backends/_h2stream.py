@@ -120,8 +120,8 @@ def response_headers(
                 checked.clear()
             checked[pair] = header
         key = header[0]
-        if key in _HOP_BY_HOP or (key == b"content-length" and length is not None):
-            continue
+        if key in _HOP_BY_HOP or (key == b"content-length" and (length is not None or code == 204)):
+            continue  # RFC 9110 section 8.6: no Content-Length on a 204
         if key == b"date":
             has_date = True
         elif key == b"server":
