@@ -215,7 +215,8 @@ async def test_graceful_shutdown_finishes_streams_and_refuses_new(
         gates["slow"].set()
         response = await client.response(first)
         assert (response.status, response.body) == (200, b"waited slow")
-        await client.wait_closed()
+        await client.wait_closed()  # the server's side: written to the end
+        await client.close()
         await asyncio.wait_for(stopping, 5)
 
 
