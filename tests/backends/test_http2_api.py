@@ -201,3 +201,48 @@ async def test_connection_events_fire_for_http2(start: StartServer, server_app: 
         assert (await client.get("/")).status == 200
     await asyncio.wait_for(lost.wait(), 5)
     assert "H2KyoukaiProtocol" in seen
+
+
+RUN_SCRIPT = """
+import sys
+from kyoukai import Kyoukai
+
+app = Kyoukai("run-h2")
+
+@app.route("/")
+async def index(ctx):
+    return ctx.request.environ["SERVER_PROTOCOL"]
+
+app.run("127.0.0.1", 0, http2=True)
+"""
+
+
+@pytest.mark.slow
+async def test_run_with_http2_serves_both_protocols() -> None:
+    import re
+    import sys
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", RUN_SCRIPT, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                line = (await process.stderr.readline()).decode()
+                assert line, "the server exited before logging its address"
+                match = re.search(r"on http://127\.0\.0\.1:(\d+)", line)
+                if match:
+                    break
+        port = int(match.group(1))
+        async with await H2Client.connect(port) as client:
+            assert (await client.get("/")).body == b"HTTP/2"
+        from helpers import RawClient
+
+        async with await RawClient.connect(port) as raw:
+            await raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await raw.read_response()).body == b"HTTP/1.1"
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
