@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from asphalt.core import Context
 from h2client import H2Client
 
 from conftest import StartServer
+from helpers import RawClient
 from kyoukai import Kyoukai
 from kyoukai.backends import http2
 from kyoukai.backends._server import KyoukaiServer
@@ -219,9 +222,6 @@ app.run("127.0.0.1", 0, http2=True)
 
 @pytest.mark.slow
 async def test_run_with_http2_serves_both_protocols() -> None:
-    import re
-    import sys
-
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", RUN_SCRIPT, stderr=asyncio.subprocess.PIPE
     )
@@ -237,8 +237,6 @@ async def test_run_with_http2_serves_both_protocols() -> None:
         port = int(match.group(1))
         async with await H2Client.connect(port) as client:
             assert (await client.get("/")).body == b"HTTP/2"
-        from helpers import RawClient
-
         async with await RawClient.connect(port) as raw:
             await raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert (await raw.read_response()).body == b"HTTP/1.1"
