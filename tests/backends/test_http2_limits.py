@@ -282,3 +282,18 @@ async def test_preface_garbage_is_a_protocol_error(start: StartServer) -> None:
         await client.send(PREFACE + b"\x00\x00\x01\x04\x00\x00\x00\x00\x00\x00")
         goaway = await client.wait_goaway()
         assert goaway is not None and goaway.error_code == FRAME_SIZE_ERROR
+
+
+async def test_stalled_request_body_gets_408_then_the_idle_connection_closes(
+    start: StartServer,
+) -> None:
+    server = await start(http2=True, body_timeout=0.2, keep_alive_timeout=0.2)
+    async with await H2Client.connect(server.port) as client:
+        headers = client.request_headers("/echo", "POST")
+        await client.send(client.headers_frame(1, headers, end_stream=False).serialize())
+        await client.send(DataFrame(1, b"part").serialize())
+        response = await client.response(1)
+        assert response.status == 408
+        goaway = await client.wait_goaway()
+        assert goaway is not None and goaway.error_code == NO_ERROR
+    await healthy(server)

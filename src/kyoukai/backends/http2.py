@@ -331,19 +331,26 @@ class H2KyoukaiProtocol(Connection):
             self._finish()
             return
         nearest = 0.0
-        for stream in list(self._streams.values()):
-            deadline = stream.deadline
-            if not deadline:
-                continue
-            if now >= deadline:
-                if stream.complete:
-                    logger.debug("Resetting HTTP/2 stream %d: the client stopped reading", stream)
-                    self._reset(stream, ErrorCodes.CANCEL)
-                else:
-                    self._refuse(stream, ProtocolError("request body timeout"))
-            elif not nearest or deadline < nearest:
-                nearest = deadline
-        self._deadline = nearest
+        try:
+            for stream in list(self._streams.values()):
+                deadline = stream.deadline
+                if not deadline:
+                    continue
+                if now >= deadline:
+                    if stream.complete:
+                        logger.debug(
+                            "Resetting stream %d: the client stopped reading", stream.stream_id
+                        )
+                        self._reset(stream, ErrorCodes.CANCEL)
+                    else:
+                        self._refuse(stream, ProtocolError("request body timeout"))
+                elif not nearest or deadline < nearest:
+                    nearest = deadline
+        except FloodError as exc:
+            self._fail(exc.code, str(exc))
+            return
+        if self._streams:
+            self._deadline = nearest  # else _after_stream set the idle deadline
         self._flush()
 
     def _watch(self, deadline: float) -> None:
