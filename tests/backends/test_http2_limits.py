@@ -72,7 +72,9 @@ async def test_rapid_reset_cancels_handlers_and_ends_in_goaway(
     await healthy(server)
 
 
-async def test_made_you_reset_counts_server_resets(start: StartServer, gates: Gates) -> None:
+async def test_made_you_reset_counts_server_resets(
+    start: StartServer, gates: Gates, memory: list[int]
+) -> None:
     # A WINDOW_UPDATE that overflows a stream's window makes the server reset it.
     server = await start(http2=True, h2_max_resets=50)
     async with await H2Client.connect(server.port) as client:
@@ -90,6 +92,7 @@ async def test_made_you_reset_counts_server_resets(start: StartServer, gates: Ga
         await client.send(b"".join(frames))
         goaway = await client.wait_goaway()
         assert goaway is not None and goaway.error_code == ENHANCE_YOUR_CALM
+    assert peak_now() < 8 * 2**20
     await healthy(server)
 
 
@@ -112,7 +115,9 @@ async def test_continuation_flood_is_stopped_before_decoding(
     await healthy(server)
 
 
-async def test_hpack_bomb_header_count_gets_431(start: StartServer, gates: Gates) -> None:
+async def test_hpack_bomb_header_count_gets_431(
+    start: StartServer, gates: Gates, memory: list[int]
+) -> None:
     server = await start(http2=True)
     async with await H2Client.connect(server.port) as client:
         encoder = Encoder()
@@ -126,6 +131,7 @@ async def test_hpack_bomb_header_count_gets_431(start: StartServer, gates: Gates
         response = await client.response(1)
         assert response.status == 431
         assert not gates["bomb-started"].is_set()
+    assert peak_now() < 8 * 2**20
     await healthy(server)
 
 
