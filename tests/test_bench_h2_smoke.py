@@ -39,7 +39,7 @@ def test_report_renders_ratios_and_failures() -> None:
         hyper.samples[key] = [(0, 4000.0, 250.0, 0)]
     broken = h2.H2Result(by_name["starlette-granian"], failure="did not start")
     text = h2.render_h2([ky, raw, hyper, broken], "cmd", 1, 1000)
-    assert "| h2c `GET /`: req/s ≥ 2.5x Hypercorn | 3.00x | pass |" in text
-    assert "| h2c `GET /`: req/s ≥ 0.75x raw h2 | 0.80x | pass |" in text
+    assert "| h2c `GET /`: req/s ≥ 2.5x Hypercorn | 3.00x | pass | 3.57x |" in text
+    assert "| h2c `GET /`: req/s ≥ 0.75x raw h2 | 0.80x | pass | 0.86x |" in text
     assert "20.0 KiB (100 held) | pass" in text
     assert "did not run: did not start" in text
