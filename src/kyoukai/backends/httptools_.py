@@ -249,9 +249,7 @@ class KyoukaiProtocol(Connection):
                     self.handle_parser_exception(ProtocolError("trailer section too large"))
 
     def on_upgrade(self, rest: bytes) -> None:
-        """Called after a request asking for an ``Upgrade``, with the bytes after it. None is
-        offered here (RFC 9110 section 7.8 lets a server ignore it): the bytes are parsed as
-        HTTP/1.1. A protocol that offers an upgrade (``_select``) overrides this."""
+        """Called after an ``Upgrade`` request: the bytes after it stay HTTP/1.1 (RFC 9110 7.8)."""
         if rest and self._stage is not _DONE:
             self._feed(rest)
 
