@@ -158,8 +158,7 @@ class KyoukaiProtocol(Connection):
         self._unparsed: bytes | None = None
         self._continue_pending = False
         self._requests_seen = 0
-        # Per-request parsing state: the head's is reset by on_message_begin, the body's by
-        # _finish_body when there was one.
+        # Per-request parsing state, reset by on_message_begin (head) and _finish_body (body).
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._environ: dict[str, Any] | None = None
@@ -211,10 +210,7 @@ class KyoukaiProtocol(Connection):
         try:
             self.parser.feed_data(piece)
         except httptools.HttpParserUpgrade as exc:
-            # WebSocket handshakes go to ._ws_http1; other upgrades to on_upgrade.
-            rest = piece[exc.args[0] :] if exc.args else b""
-            if not start_websocket(self, rest):
-                self.on_upgrade(rest)
+            self.on_upgrade(piece[exc.args[0] :] if exc.args else b"")
             return
         except _StopParsing:
             return
@@ -249,8 +245,8 @@ class KyoukaiProtocol(Connection):
                     self.handle_parser_exception(ProtocolError("trailer section too large"))
 
     def on_upgrade(self, rest: bytes) -> None:
-        """Called after an ``Upgrade`` request: the bytes after it stay HTTP/1.1 (RFC 9110 7.8)."""
-        if rest and self._stage is not _DONE:
+        """After an ``Upgrade``: WebSockets go to ``_ws_http1``, others stay HTTP/1.1."""
+        if not start_websocket(self, rest) and rest and self._stage is not _DONE:
             self._feed(rest)
 
     def on_message_begin(self) -> None:
