@@ -10,7 +10,8 @@ import httpx
 import pytest
 import trustme
 
-from test_asphalt_e2e import TIMEOUT, TUTORIAL, asphalt_run, free_port
+from processes import TIMEOUT, free_port
+from test_asphalt_e2e import TUTORIAL, asphalt_run
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +45,7 @@ async def test_http2_key_serves_both_protocols_on_one_port(tls_files: dict[str, 
         *("--set", f"component.ssl.ssl_keyfile={tls_files['srv.key']}"),
     ]
     async with asphalt_run(args, TUTORIAL) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         h2 = await get(port, tls_files["ca.pem"], http2=True, http1=False)
         h1 = await get(port, tls_files["ca.pem"], http2=False)
         assert await proc.terminate() == 0
@@ -64,7 +65,7 @@ async def test_h2_component_serves_http2_only(tls_files: dict[str, str], tmp_pat
         f"  ssl_keyfile: {tls_files['srv.key']}\n"
     )
     async with asphalt_run([str(tmp_path / "config.yml")], TUTORIAL) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         h2 = await get(port, tls_files["ca.pem"], http2=True, http1=False)
         with pytest.raises(httpx.HTTPError):
             await get(port, tls_files["ca.pem"], http2=False)
