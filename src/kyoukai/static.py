@@ -7,6 +7,13 @@ and whatever Werkzeug's :func:`~werkzeug.security.safe_join` refuses (Windows de
 Windows). The name that is left is joined to the directory and resolved; unless
 ``follow_symlinks`` is set, a path whose real location is outside the directory is refused
 too. Only regular files are sent, so FIFOs and devices inside the directory are never opened.
+
+A name that passed these checks is remembered with what its response needs (the path, the
+chosen type, the headers Werkzeug's ``send_file`` makes, the precompressed siblings), in a
+bounded cache. A plain ``GET`` of a remembered name then costs an ``open`` and an ``fstat``:
+when the opened file is not the one remembered (device, inode, size or modification time
+differ) the name goes through every check again. Conditional, range and ``HEAD`` requests
+take Werkzeug's path, which answers them.
 """
 
 from __future__ import annotations
@@ -15,17 +22,19 @@ import mimetypes
 import os
 import re
 import stat
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from werkzeug.exceptions import NotFound
+from werkzeug.http import http_date
 from werkzeug.security import safe_join
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
 from kyoukai.route import Route, RouteRule
-from kyoukai.util import MaxAge, send_file
+from kyoukai.util import FILE_CHUNK_SIZE, MaxAge, file_wrapper, send_file
 
 if TYPE_CHECKING:
     from kyoukai._context import HTTPRequestContext
@@ -44,6 +53,51 @@ _ENCODED_TYPES = {
     "compress": "application/x-compress",
 }
 _REFUSED_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\\]")
+#: The number of names a :class:`StaticFiles` remembers.
+CACHE_SIZE = 1024
+# Request headers Werkzeug's path answers: conditional and range requests.
+_CONDITIONAL = (
+    "HTTP_RANGE",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_UNMODIFIED_SINCE",
+)
+
+
+class _Cached:
+    """What the response for one file needs, and the identity of the file it was made for."""
+
+    __slots__ = (
+        "coding",
+        "expires",
+        "headers",
+        "ident",
+        "max_age",
+        "mimetype",
+        "path",
+        "siblings",
+        "size",
+        "vary",
+    )
+
+    def __init__(self, path: str, mimetype: str, coding: str | None, vary: bool) -> None:
+        self.path = path
+        self.mimetype = mimetype
+        self.coding = coding
+        self.vary = vary
+        self.ident: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.size = 0
+        self.headers: list[tuple[str, str]] = []
+        #: The index of the ``Expires`` header, renewed per request, and the age it adds.
+        self.expires = -1
+        self.max_age = 0
+        #: The precompressed siblings, by content coding.
+        self.siblings: dict[str, _Cached] = {}
+
+
+def _ident(info: os.stat_result) -> tuple[int, int, int, int]:
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
 class StaticRoute(Route):
@@ -101,6 +155,7 @@ class StaticFiles:
         self.follow_symlinks = follow_symlinks
         self.precompressed = precompressed
         self.dotfiles = dotfiles
+        self._cache: dict[str, _Cached] = {}
 
     def __repr__(self) -> str:
         return f"<StaticFiles {self.directory!r}>"
@@ -111,6 +166,50 @@ class StaticFiles:
         :raises werkzeug.exceptions.NotFound: If there is no such file, or the name is
             refused (see the module's documentation).
         """
+        cache = self._cache
+        entry = cache.get(filename)
+        if entry is None:
+            found = self._find(ctx, filename)
+            if isinstance(found, Response):
+                return found
+            entry = self._remember(ctx, found)
+            if len(cache) >= CACHE_SIZE:
+                del cache[next(iter(cache))]
+            cache[filename] = entry
+        if entry.siblings:
+            coding = ctx.request.accept_encodings.best_match(entry.siblings)
+            if coding is not None:
+                entry = entry.siblings[coding]
+        environ = ctx.environ
+        if environ["REQUEST_METHOD"] != "GET" or any(name in environ for name in _CONDITIONAL):
+            return self._send(ctx, entry)
+        try:
+            file = open(entry.path, "rb")  # noqa: ASYNC230 - a local file opens at once
+        except OSError:
+            cache.pop(filename, None)
+            raise NotFound() from None
+        try:
+            if _ident(os.fstat(file.fileno())) != entry.ident:
+                # Changed or replaced since it was looked at: check the name again.
+                file.close()
+                cache.pop(filename, None)
+                return await self(ctx, filename)
+            headers = entry.headers
+            if entry.expires >= 0:
+                headers = headers.copy()
+                headers[entry.expires] = ("Expires", _expires(entry.max_age))
+            response_class = ctx.app.response_class if ctx.app is not None else Response
+            wrap = environ.get("wsgi.file_wrapper", file_wrapper)
+            return response_class(
+                wrap(file, FILE_CHUNK_SIZE), headers=headers, direct_passthrough=True
+            )
+        except OSError:
+            file.close()
+            cache.pop(filename, None)
+            raise NotFound() from None
+
+    def _find(self, ctx: HTTPRequestContext, filename: str) -> str | Response:
+        """The regular file ``filename`` names, or the redirect to its directory's index."""
         path = self._resolve(filename)
         info = self._stat(path) if path is not None else None
         if path is None or info is None:
@@ -127,7 +226,7 @@ class StaticFiles:
             raise NotFound()  # a trailing slash names a directory
         if info is None or not stat.S_ISREG(info.st_mode):
             raise NotFound()
-        return self._send(ctx, path)
+        return path
 
     def _index(self, directory: str) -> tuple[str, os.stat_result | None]:
         for name in self.index:
@@ -164,35 +263,59 @@ class StaticFiles:
         # Resolving links costs a system call per component: only for names that exist.
         return info if self._inside(path) else None
 
-    def _send(self, ctx: HTTPRequestContext, path: str) -> Response:
+    def _remember(self, ctx: HTTPRequestContext, path: str) -> _Cached:
+        """What the responses for ``path`` and its precompressed siblings need."""
         mimetype, encoding = mimetypes.guess_type(os.path.basename(path))
         if encoding is not None:
             mimetype = _ENCODED_TYPES.get(encoding, "application/octet-stream")
         elif mimetype is None:
             mimetype = "application/octet-stream"
-        coding: str | None = None
-        sent = path
-        vary = False
+        siblings = {}
         if self.precompressed:
-            siblings = {}
             for name, suffix in PRECOMPRESSED:
                 info = self._stat(path + suffix)
                 if info is not None and stat.S_ISREG(info.st_mode):
                     siblings[name] = path + suffix
-            if siblings:
-                vary = True
-                coding = ctx.request.accept_encodings.best_match(siblings)
-                if coding is not None:
-                    sent = siblings[coding]
+        entry = self._cached(ctx, _Cached(path, mimetype, None, bool(siblings)))
+        for coding, sent in siblings.items():
+            entry.siblings[coding] = self._cached(ctx, _Cached(sent, mimetype, coding, True))
+        return entry
+
+    def _cached(self, ctx: HTTPRequestContext, entry: _Cached) -> _Cached:
+        """Fill ``entry`` with the headers of a plain ``GET`` and the identity of its file."""
+        response = self._send(ctx, entry, conditional=False)
+        with response:
+            entry.ident = _ident(os.fstat(response.response.file.fileno()))  # type: ignore[union-attr]
+        entry.size = entry.ident[2]
+        entry.headers = response.headers.to_wsgi_list()
+        entry.headers.append(("Accept-Ranges", "bytes"))
+        if "Expires" in response.headers:
+            entry.expires = [name for name, _ in entry.headers].index("Expires")
+            entry.max_age = response.cache_control.max_age or 0
+        return entry
+
+    def _send(
+        self, ctx: HTTPRequestContext, entry: _Cached, *, conditional: bool = True
+    ) -> Response:
         try:
-            response = send_file(ctx, sent, mimetype=mimetype, max_age=self.max_age)
+            response = send_file(
+                ctx,
+                entry.path,
+                mimetype=entry.mimetype,
+                max_age=self.max_age,
+                conditional=conditional,
+            )
         except OSError:
             raise NotFound() from None  # unreadable, or gone since it was looked at
-        if coding is not None:
-            response.headers["Content-Encoding"] = coding
-        if vary:
+        if entry.coding is not None:
+            response.headers["Content-Encoding"] = entry.coding
+        if entry.vary:
             response.vary.add("Accept-Encoding")
         return response
+
+
+def _expires(max_age: int) -> str:
+    return http_date(int(time.time() + max_age))
 
 
 def add_static(

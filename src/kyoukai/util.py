@@ -103,7 +103,7 @@ def send_file(
     """
     environ = ctx.environ
     if "wsgi.file_wrapper" not in environ:
-        environ = {**environ, "wsgi.file_wrapper": _file_wrapper}
+        environ = {**environ, "wsgi.file_wrapper": file_wrapper}
     if conditional and "HTTP_RANGE" in environ:
         ranges = parse_range_header(environ["HTTP_RANGE"])
         if ranges is not None and len(ranges.ranges) > 1:
@@ -126,7 +126,8 @@ def send_file(
     return response
 
 
-def _file_wrapper(file: IO[bytes], buffer_size: int) -> FileWrapper:
+def file_wrapper(file: IO[bytes], buffer_size: int = FILE_CHUNK_SIZE) -> FileWrapper:
+    """Wrap a file as a response body read in :data:`FILE_CHUNK_SIZE` pieces (or larger)."""
     # Werkzeug asks for 8 KiB pieces, an interpreter round trip per 8 KiB sent.
     return FileWrapper(file, max(buffer_size, FILE_CHUNK_SIZE))
 

@@ -99,7 +99,7 @@ class Connection(asyncio.Protocol):
             transport.close()
             return
         state.add(self)
-        self._flow = FlowControl(transport)
+        self._flow = FlowControl(transport, self._settings.write_timeout)
         high = self._settings.write_buffer_size
         transport.set_write_buffer_limits(high, high // 4)
         peer = transport.get_extra_info("peername")

@@ -10,13 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["ClientGone", "FlowControl", "iter_body", "write_stream"]
+from werkzeug.wsgi import FileWrapper, _RangeWrapper
+
+__all__ = ["ClientGone", "FlowControl", "iter_body", "write_file", "write_stream"]
 
 logger = logging.getLogger("kyoukai")
 
 _LAST_CHUNK = b"0\r\n\r\n"
+#: Bytes handed to the kernel per ``loop.sendfile`` call: each call must finish within the
+#: write timeout, so a client that stops reading is noticed as it is for any other body.
+SENDFILE_PIECE = 1024 * 1024
+#: Bytes read per piece where the loop cannot send a file itself (TLS, uvloop).
+READ_PIECE = 256 * 1024
 
 
 class ClientGone(Exception):
@@ -26,10 +33,19 @@ class ClientGone(Exception):
 class FlowControl:
     """Pauses and resumes a transport's reading; lets writers wait for its buffer to drain."""
 
-    __slots__ = ("_transport", "_writable", "closed", "read_paused", "write_paused")
+    __slots__ = (
+        "_transport",
+        "_writable",
+        "closed",
+        "read_paused",
+        "write_paused",
+        "write_timeout",
+    )
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, write_timeout: float | None = None) -> None:
         self._transport = transport
+        #: Seconds one piece of a file body may take to go out before the client is given up.
+        self.write_timeout = write_timeout
         self._writable = asyncio.Event()
         self._writable.set()
         #: True while the server has stopped reading from the client.
@@ -129,9 +145,16 @@ async def write_stream(
     :return: False if the connection must close (a failed body or a length mismatch).
     :raises ClientGone: If the client goes away meanwhile.
     """
+    found = file_body(stream) if length is not None and not chunked else None
     sent = 0
     body = iter_body(stream)
     try:
+        if found is not None:
+            assert length is not None
+            try:
+                return await write_file(transport, flow, *found, length)
+            finally:
+                stream.close()
         async for data in body:
             if length is not None and sent + len(data) > length:
                 _write_piece(transport, flow, data[: length - sent], chunked)
@@ -168,3 +191,72 @@ def _write_piece(
         transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
     else:
         transport.write(data)
+
+
+def file_body(stream: Any) -> tuple[IO[bytes], int] | None:
+    """The file behind a streamed body and the offset its bytes start at, or ``None``.
+
+    Recognises Werkzeug's file wrapper (what ``send_file`` and static files return), and the
+    wrapper it puts around one to answer a ``Range`` request, before either was read.
+    """
+    if type(stream) is _RangeWrapper:
+        if stream.read_length or not stream.seekable:
+            return None
+        inner, offset = stream.iterable, stream.start_byte
+    else:
+        inner, offset = stream, None
+    if type(inner) is not FileWrapper:
+        return None
+    file = inner.file
+    try:
+        return file, file.tell() if offset is None else offset
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+async def write_file(
+    transport: asyncio.Transport, flow: FlowControl, file: IO[bytes], offset: int, count: int
+) -> bool:
+    """Write ``count`` bytes of ``file`` from ``offset``: with ``loop.sendfile`` (the kernel
+    copies them, on asyncio's loop over cleartext), else in large reads under back-pressure.
+
+    :return: False if the file ended before ``count`` bytes (the connection must close).
+    :raises ClientGone: If the client goes away, or stops reading for the write timeout.
+    """
+    loop = asyncio.get_running_loop()
+    end = offset + count
+    native = count > READ_PIECE  # a small file is one read: cheaper than the kernel's way
+    try:
+        if not native:
+            file.seek(offset)
+        while offset < end:
+            if flow.closed or transport.is_closing():
+                raise ClientGone
+            if native:
+                piece = min(SENDFILE_PIECE, end - offset)
+                try:
+                    sent = await asyncio.wait_for(
+                        loop.sendfile(transport, file, offset, piece, fallback=False),
+                        flow.write_timeout,
+                    )
+                except (NotImplementedError, RuntimeError):
+                    # uvloop has no sendfile; TLS transports only the copying fallback.
+                    native = False
+                    file.seek(offset)
+                    continue
+            else:
+                data = file.read(min(READ_PIECE, end - offset))
+                sent = len(data)
+                _write_piece(transport, flow, data, False)
+                if flow.write_paused:
+                    await flow.drain()
+            if not sent:
+                return False  # the file shrank since its length was sent
+            offset += sent
+    except TimeoutError:
+        logger.debug("Closing a connection whose client stopped reading")
+        transport.abort()
+        raise ClientGone from None
+    except ConnectionError:
+        raise ClientGone from None
+    return True
