@@ -28,6 +28,7 @@ __all__ = [
     "BodyInput",
     "Request",
     "check_body_size",
+    "close_body",
     "load_body",
 ]
 
@@ -162,6 +163,12 @@ async def load_body(environ: dict[str, Any]) -> None:
         body_input.file = spool
     environ["CONTENT_LENGTH"] = str(size)
     environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+def close_body(request: WerkzeugRequest) -> None:
+    """Close what a streamed body left open: its loaded file, and the form parser's files."""
+    request.close()
+    request.environ["wsgi.input"].close()
 
 
 class Request(WerkzeugRequest):

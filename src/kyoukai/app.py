@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAll
 from werkzeug.routing import Map, RequestRedirect
 from werkzeug.wrappers import Request, Response
 
-from kyoukai._body import BODY_ENVIRON_KEY
+from kyoukai._body import BODY_ENVIRON_KEY, close_body
 from kyoukai._body import Request as StreamingRequest
 from kyoukai._context import (
     ConnectionLostEvent,
@@ -304,6 +304,8 @@ class Kyoukai(MethodShortcuts):
             response = await self.handle_httpexception(ctx, exc, environ)
         finally:
             torn_down = not ctx.deactivate(token) or await self._tear_down(ctx)
+        if BODY_ENVIRON_KEY in environ:
+            close_body(request)
         if not torn_down:
             # A request-scoped resource failed to clean up (a database commit, say): the
             # client must not be told that all went well.

@@ -86,6 +86,7 @@ class BodyStream:
         "_owner",
         "_waiter",
         "abandoned",
+        "decoded",
         "done",
         "error",
         "expect",
@@ -119,6 +120,8 @@ class BodyStream:
         self.expect = expect
         #: Wire bytes received so far.
         self.received = 0
+        #: Decoded bytes received so far (the wire bytes, for a body without a coding).
+        self.decoded = 0
         #: The application has asked for the body.
         self.wanted = False
         #: The owner was asked to stop reading.
@@ -142,7 +145,8 @@ class BodyStream:
         self._limit = limit
         if self._decoder is not None:
             self._decoder.lower_limit(limit)
-        if (self.length is not None and self.length > limit) or self.received > limit:
+        declared = self.length if self.length is not None else 0
+        if max(declared, self.received, self.decoded) > limit:
             error = http_error(ProtocolError("body too large", f"over {limit} bytes"))
             self._set_error(error)
             raise error
@@ -198,6 +202,7 @@ class BodyStream:
                 return False
             if not data:
                 return True
+        self.decoded += len(data)
         self._chunks.append(data)
         self._buffered += len(data)
         if not self.paused and self._buffered > self._high:
