@@ -146,3 +146,27 @@ async def test_read_async_on_in_memory_body() -> None:
 
     response = await app.inject_request({}, "/", "POST", b"body")
     assert response.get_data() == b"b'body' b'' b'body' []"
+
+
+async def test_test_client_bounds_bodies_as_a_server_does() -> None:
+    app = TestKyoukai("client", max_body_size=4)
+    uploads = Blueprint("uploads", prefix="/up", max_body_size=8)
+
+    @app.route("/", methods=["POST"])
+    async def index(ctx: HTTPRequestContext) -> bytes:
+        return ctx.request.get_data()
+
+    @uploads.route("/", methods=["POST"], stream_body=True)
+    async def streamed(ctx: HTTPRequestContext) -> bytes:
+        return b"".join([chunk async for chunk in ctx.request.iter_body()])  # type: ignore[attr-defined]
+
+    @uploads.errorhandler(413)
+    async def too_large(ctx: HTTPRequestContext, exc: Exception) -> tuple[str, int]:
+        return "uploads take 8 bytes", 413
+
+    app.register_blueprint(uploads)
+    assert (await app.inject_request({}, "/", "POST", b"1234")).get_data() == b"1234"
+    assert (await app.inject_request({}, "/", "POST", b"12345")).status_code == 413
+    assert (await app.inject_request({}, "/up/", "POST", b"12345678")).get_data() == b"12345678"
+    refused = await app.inject_request({}, "/up/", "POST", b"123456789")
+    assert (refused.status_code, refused.get_data()) == (413, b"uploads take 8 bytes")

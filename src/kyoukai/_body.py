@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from typing import IO, Any, Protocol
 
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request as WerkzeugRequest
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "SPOOL_SIZE",
     "BodyChannel",
     "BodyInput",
+    "MemoryBody",
     "Request",
     "check_body_size",
     "close_body",
@@ -90,6 +92,28 @@ class BodyChannel(Protocol):
             that cannot be decoded or framed, **408** when the client stops sending.
         :raises werkzeug.exceptions.ClientDisconnected: If the client went away.
         """
+
+
+class MemoryBody:
+    """A :class:`BodyChannel` over a body already in memory, given out in pieces of up to
+    ``piece`` bytes: how the test client sends bodies, so that limits and streaming routes
+    behave as on a server."""
+
+    def __init__(self, data: bytes, piece: int = 64 * 1024) -> None:
+        self._data = memoryview(data)
+        self._piece = piece
+        self._position = 0
+        #: The length of the body.
+        self.length: int | None = len(data)
+
+    def set_limit(self, limit: int) -> None:
+        if len(self._data) > limit:
+            raise RequestEntityTooLarge(f"The body is over the {limit}-byte limit.")
+
+    async def receive(self) -> bytes:
+        start = self._position
+        self._position = min(start + self._piece, len(self._data))
+        return bytes(self._data[start : self._position])
 
 
 class BodyInput(io.RawIOBase):

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from asphalt.core import Context
 from werkzeug.wrappers import Response
 
+from kyoukai._body import BODY_ENVIRON_KEY, BodyInput, MemoryBody
 from kyoukai._types import Handler
 from kyoukai.app import Kyoukai
 from kyoukai.blueprint import Blueprint
@@ -108,7 +109,8 @@ class TestKyoukai(Kyoukai):
         :param headers: The request headers.
         :param url: The path and query string, e.g. ``"/users/1?full=yes"``.
         :param method: The request method.
-        :param body: The request body.
+        :param body: The request body. It reaches the application as on a server: bounded by
+            the route's ``max_body_size``, loaded before the handler or streamed to it.
         """
         # The URL is text: send non-ASCII characters percent-encoded, as a client would.
         url = quote(url, safe=_URL_SAFE)
@@ -125,6 +127,10 @@ class TestKyoukai(Kyoukai):
         environ = to_wsgi_environment(header_pairs, method.upper(), url, "1.1", body)
         environ["REMOTE_ADDR"] = "127.0.0.1"
         environ["REMOTE_PORT"] = "0"
+        if body and type(self).process_request is Kyoukai.process_request:
+            # The body arrives as on a server: bounded by the route, streamed or loaded.
+            channel = environ[BODY_ENVIRON_KEY] = MemoryBody(body)
+            environ["wsgi.input"] = BodyInput(channel)
         request = self.request_class(environ)
         if self.base_context is None:
             self.base_context = Context()
