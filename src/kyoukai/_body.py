@@ -30,8 +30,10 @@ __all__ = [
     "MemoryBody",
     "Request",
     "check_body_size",
+    "check_length",
     "close_body",
     "load_body",
+    "stream_from_memory",
 ]
 
 #: The environ key of a streamed request body's :class:`BodyChannel`.
@@ -94,6 +96,15 @@ class BodyChannel(Protocol):
         """
 
 
+def check_length(length: str, limit: int | None) -> None:
+    """Refuse a body in memory already (``CONTENT_LENGTH`` of ``length``) over ``limit``.
+
+    :raises RequestEntityTooLarge: If it is over.
+    """
+    if limit is not None and length.isdigit() and int(length) > limit:
+        raise RequestEntityTooLarge(f"The body is over the {limit}-byte limit.")
+
+
 class MemoryBody:
     """A :class:`BodyChannel` over a body already in memory, given out in pieces of up to
     ``piece`` bytes: how the test client sends bodies, so that limits and streaming routes
@@ -114,6 +125,13 @@ class MemoryBody:
         start = self._position
         self._position = min(start + self._piece, len(self._data))
         return bytes(self._data[start : self._position])
+
+
+def stream_from_memory(environ: dict[str, Any]) -> None:
+    """Give a body that is in ``wsgi.input`` already a channel, for a streaming route: it then
+    reads it as it would read one arriving."""
+    channel = environ[BODY_ENVIRON_KEY] = MemoryBody(environ["wsgi.input"].read())
+    environ["wsgi.input"] = BodyInput(channel)
 
 
 class BodyInput(io.RawIOBase):

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAll
 from werkzeug.routing import Map, RequestRedirect
 from werkzeug.wrappers import Request, Response
 
-from kyoukai._body import BODY_ENVIRON_KEY, close_body
+from kyoukai._body import BODY_ENVIRON_KEY, check_length, close_body, stream_from_memory
 from kyoukai._body import Request as StreamingRequest
 from kyoukai._context import (
     ConnectionLostEvent,
@@ -289,6 +289,10 @@ class Kyoukai(MethodShortcuts):
                     limit = route.body_limit()
                     if limit is not None:
                         channel.set_limit(limit)
+                elif "CONTENT_LENGTH" in environ:
+                    check_length(environ["CONTENT_LENGTH"], route.body_limit())
+                    if route.stream_body:
+                        stream_from_memory(environ)  # the same API, however the body came
                 pre_hooks, post_hooks = route.resolved_hooks()
                 response = await route.invoke_function(
                     ctx,

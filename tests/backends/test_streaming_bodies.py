@@ -142,10 +142,18 @@ async def test_nearest_limit_in_the_tree_wins(
 async def test_chunked_body_over_route_limit_gets_blueprint_413(
     upload_server: KyoukaiServer,
 ) -> None:
-    chunk = b"200\r\n" + b"x" * 512 + b"\r\n"
-    request = head("/tight/stream", "Transfer-Encoding: chunked") + chunk * 3 + b"0\r\n\r\n"
+    chunks = (b"200\r\n" + b"x" * 512 + b"\r\n") * 3 + b"0\r\n\r\n"
+    request = head("/tight/stream", "Transfer-Encoding: chunked")
     async with await RawClient.connect(upload_server.port) as client:
-        response = await response_to(client, request)
+        # Read whole with its head: refused after routing; the body is read, the connection kept.
+        response = await response_to(client, request + chunks)
+        assert (response.status_line, response.body) == (TOO_LARGE, b"too large for tight")
+        assert (await response_to(client, SIMPLE_GET)).status_line == b"HTTP/1.1 404 Not Found"
+    async with await RawClient.connect(upload_server.port) as client:
+        # Streamed to the handler: stopped as it passes the limit, and the connection closed.
+        await client.send(request.replace(b"\r\n\r\n", f"\r\n{EXPECT}\r\n\r\n".encode()))
+        assert (await client.read_head())[0] == b"HTTP/1.1 100 Continue"
+        response = await response_to(client, chunks)
         await client.assert_closed()
     assert (response.status_line, response.body) == (TOO_LARGE, b"too large for tight")
 

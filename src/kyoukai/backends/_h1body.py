@@ -17,6 +17,7 @@ from kyoukai.backends._connection import Connection
 from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._http1 import Cycle, Stage
 from kyoukai.backends._inbound import BodyStream
+from kyoukai.backends._settings import ProtocolError
 
 __all__ = ["BodyConnection"]
 
@@ -46,6 +47,10 @@ class BodyConnection(Connection):
     _queue_paused: bool
     _body_paused: bool
     _unparsed: bytes | None
+    _environ: dict[str, Any] | None
+    _body: list[bytes] | None
+    _body_size: int
+    _decoder: ContentDecoder | None
     _max_body: int
     _buffer_size: int
     _body_delay: float
@@ -55,36 +60,85 @@ class BodyConnection(Connection):
         """Queue the request of ``environ`` and start its handler (the protocol's)."""
         raise NotImplementedError
 
-    def _start_body(self, environ: dict[str, Any], declared: int) -> None:
-        """Start the application on a request with a body, which flows to it as it arrives."""
-        decoder = None
+    def _begin_body(self, environ: dict[str, Any]) -> None:
+        """Start reading a request's body.
+
+        A body that arrives with its head (the usual small one) is read whole, and the request
+        goes to the application complete, as a request without a body does. One that does not
+        (:meth:`_stream_body`, at the end of the read), or passes ``body_buffer_size``, streams
+        to a handler started at once, as do a body whose client waits for ``100 Continue`` and
+        a coded one: it is decoded as the application reads it, under the route's limit.
+        """
         coding = environ.get("HTTP_CONTENT_ENCODING")
         if coding is not None:
             decoder = ContentDecoder(coding, self._max_body, self._settings.max_content_codings)
             if decoder.active:
-                # The application gets the decoded body, whose length nobody knows yet.
-                del environ["HTTP_CONTENT_ENCODING"]
-                environ.pop("CONTENT_LENGTH", None)
-            else:
-                decoder = None
+                self._decoder = decoder
+        self._environ = environ
+        self._deadline = self._state.clock + self._body_delay
         expect = environ.get("HTTP_EXPECT")
         waits = (
             expect is not None
             and expect.lower() == "100-continue"
             and environ["SERVER_PROTOCOL"] == "HTTP/1.1"
         )
+        if waits:
+            # A client waiting for 100 Continue is not late; its deadline starts with the 100.
+            self._deadline = 0.0
+        if waits or self._decoder is not None:
+            self._stream_body(expect=waits)
+
+    def _buffer_body(self, body: bytes) -> None:
+        """Take a piece of a body read whole, under the server's limit."""
+        size = self._body_size + len(body)
+        if size > self._max_body:
+            raise ProtocolError("body too large")
+        self._body_size = size
+        if self._body is None:
+            self._body = [body]
+        else:
+            self._body.append(body)
+        if size > self._buffer_size:
+            self._stream_body()
+
+    def _finish_body(self, environ: dict[str, Any]) -> bytes:
+        """Join a body read whole and reset the body state for the next request. A de-chunked
+        body gets its real ``Content-Length``."""
+        parts = self._body
+        body = b"".join(parts) if parts is not None else b""
+        if self._chunked:
+            del environ["HTTP_TRANSFER_ENCODING"]
+            environ["CONTENT_LENGTH"] = str(len(body))
+        self._body = None
+        self._body_size = 0
+        self._chunked = False
+        self._trailers = 0
+        self._quiet = 0
+        return body
+
+    def _stream_body(self, *, expect: bool = False) -> None:
+        """Start the application on the request whose body is arriving; the body, and what
+        of it was read already, flows to it as it comes."""
+        environ = self._environ
+        assert environ is not None
+        self._environ = None
+        decoder = self._decoder
+        if decoder is not None:
+            # The application gets the decoded body, whose length nobody knows yet.
+            del environ["HTTP_CONTENT_ENCODING"]
+            declared = None
+            environ.pop("CONTENT_LENGTH", None)
+        else:
+            declared = None if self._chunked else int(environ["CONTENT_LENGTH"])
         stream = BodyStream(
-            self,
-            None if self._chunked else declared,
-            self._max_body,
-            decoder,
-            expect=waits,
-            buffer_size=self._buffer_size,
+            self, declared, self._max_body, decoder, expect=expect, buffer_size=self._buffer_size
         )
+        stream.prime(self._body_size, self._body)
+        self._body = None
+        self._body_size = 0
+        self._decoder = None
         environ[BODY_ENVIRON_KEY] = stream
         environ["wsgi.input"] = BodyInput(stream)
-        # A client waiting for 100 Continue is not late; its deadline starts with the 100.
-        self._deadline = 0.0 if waits else self._state.clock + self._body_delay
         self._reading = cycle = self._begin_cycle(environ)
         cycle.body = stream
 

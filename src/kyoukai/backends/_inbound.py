@@ -9,10 +9,11 @@ first wants the body, which is when an HTTP/1.1 server sends ``100 Continue`` (a
 one could open the stream's window). A protocol that pulls instead (ASGI ``receive``)
 implements the channel directly.
 
-Both limits are counted here, whatever the protocol: the wire bytes, and the decoded bytes
-of a body sent with ``Content-Encoding`` (:class:`~kyoukai.backends._decode.ContentDecoder`,
-whose budget follows the limit). Every failure reaches the application as the Werkzeug
-exception of its status, through its error handlers.
+Both limits are counted here, whatever the protocol: the wire bytes as they arrive, and the
+decoded bytes of a body sent with ``Content-Encoding``, which is decoded as the application
+receives it (:class:`~kyoukai.backends._decode.ContentDecoder`), so always under the limit the
+route set. Every failure reaches the application as the Werkzeug exception of its status,
+through its error handlers.
 """
 
 from __future__ import annotations
@@ -166,8 +167,15 @@ class BodyStream:
                 if self.paused and self._buffered <= self._low:
                     self.paused = False
                     self._owner.body_flow(self, False)
-                return chunk
+                if self._decoder is None:
+                    return chunk
+                chunk = self._decode(chunk)
+                if chunk:
+                    return chunk
+                continue
             if self.done:
+                if self._decoder is not None:
+                    self._decode(None)
                 return b""
             self._waiter = waiter = asyncio.get_running_loop().create_future()
             try:
@@ -182,11 +190,19 @@ class BodyStream:
         """Nothing more will arrive for the application: complete, failed or abandoned."""
         return self.done or self.error is not None or self.abandoned
 
+    def prime(self, received: int, pieces: list[bytes] | None) -> None:
+        """Start with what the protocol read before the stream existed: ``received`` wire
+        bytes, in these pieces."""
+        self.received = received
+        for chunk in pieces or ():
+            self._chunks.append(chunk)
+            self._buffered += len(chunk)
+
     def feed(self, data: bytes) -> bool:
         """Take the next bytes of the body as received on the wire.
 
-        :return: False once the body failed (over the limit, or undecodable): the protocol
-            stops reading requests on this connection.
+        :return: False once the body failed (over the limit): the protocol stops reading
+            requests on this connection.
         """
         self.received += len(data)
         if self.received > self._limit:
@@ -194,15 +210,6 @@ class BodyStream:
             return False
         if self.abandoned or self.error is not None:
             return self.error is None
-        if self._decoder is not None:
-            try:
-                data = self._decoder.feed(data)
-            except ProtocolError as exc:
-                self.fail(exc)
-                return False
-            if not data:
-                return True
-        self.decoded += len(data)
         self._chunks.append(data)
         self._buffered += len(data)
         if not self.paused and self._buffered > self._high:
@@ -211,17 +218,28 @@ class BodyStream:
         self._wake()
         return True
 
+    def _decode(self, chunk: bytes | None) -> bytes:
+        """Decode the next wire piece (``None``: check that the coded body ended), under the
+        limit the application set by now."""
+        decoder = self._decoder
+        assert decoder is not None
+        try:
+            if chunk is None:
+                decoder.finish()
+                return b""
+            chunk = decoder.feed(chunk)
+        except ProtocolError as exc:
+            error = http_error(exc)
+            self._set_error(error)
+            raise error from None
+        self.decoded += len(chunk)
+        return chunk
+
     def end(self) -> bool:
         """The body is complete on the wire.
 
-        :return: False if it failed (a truncated coded body is a 400).
+        :return: False if it failed.
         """
-        if self._decoder is not None and not self.abandoned and self.error is None:
-            try:
-                self._decoder.finish()
-            except ProtocolError as exc:
-                self.fail(exc)
-                return False
         self.done = True
         self._resume()
         self._wake()

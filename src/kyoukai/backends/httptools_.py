@@ -15,11 +15,10 @@ back; ``Kyoukai.start()`` and ``Kyoukai.run()`` listen with it
 #   ``_pipeline``; handlers of pipelined requests run concurrently, but only the cycle at the
 #   head of the pipeline is written, and whoever finishes the head (its own task, or the task
 #   that wrote the one before) goes on to write the next cycles that are ready.
-# * A request without a body starts its handler when it is complete; one with a body starts
-#   it once its head is parsed, and the body flows to it through a ``BodyStream`` as it
-#   arrives (``_reading`` is that cycle until the body ends). ``100 Continue`` is sent when the
-#   application first receives from the stream, after earlier responses, and never after the
-#   request's own response began.
+# * A request starts its handler when it is complete, or, if its body did not come with its
+#   head, once the read ends: the body then flows to the handler through a ``BodyStream``
+#   (``_reading``); ``100 Continue`` goes out when the application first receives from it,
+#   after earlier responses, never after the request's own response began.
 # * Reading pauses when ``max_pipelined_requests`` cycles wait for their response, or when a
 #   handler leaves ``body_buffer_size`` bytes of its body unread; the bytes already received
 #   then stay unparsed in ``_unparsed`` until the queue shrinks or the handler reads. Neither
@@ -27,10 +26,9 @@ back; ``Kyoukai.start()`` and ``Kyoukai.run()`` listen with it
 #   write back-pressure makes the writer wait in ``FlowControl.drain`` instead, and the queue
 #   bound caps what piles up meanwhile. After a refusal the connection keeps reading but
 #   discards everything (lingering close).
-# * A body the application did not read whole when its response goes out is drained (read
-#   and dropped, under the same limit) if the client is sending it, so the connection stays
-#   open; it is left unread, and the connection closed after the response (lingering), when
-#   it failed or the client still waits for ``100 Continue``.
+# * A body left unread when its response goes out is drained (read and dropped, under the
+#   same limit), or, if it failed or its client still waits for ``100 Continue``, left unread
+#   and the connection closed after the response (lingering).
 # * Each limit maps to one status (``_settings.STATUS_FOR``): 400 bad framing, 408 timeouts,
 #   413 body, 414 request line, 415 content coding, 431 head, 501 transfer coding, 505 version,
 #   503 over the connection cap. The response to a refused request is the last one on the
@@ -54,6 +52,7 @@ import httptools
 from werkzeug.wrappers import Response
 
 from kyoukai._head import error_response
+from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import ClientGone, write_stream
 from kyoukai.backends._h1body import _BODY, _DONE, _HEAD, _IDLE, BodyConnection, _StopParsing
@@ -167,7 +166,10 @@ class KyoukaiProtocol(BodyConnection):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._environ: dict[str, Any] | None = None
-        #: The request whose body is arriving, if any.
+        self._body: list[bytes] | None = None
+        self._body_size = 0
+        self._decoder: ContentDecoder | None = None
+        #: The request whose body streams to its handler, if any.
         self._reading: Cycle | None = None
         self._chunked = False
         self._trailers = 0
@@ -195,18 +197,20 @@ class KyoukaiProtocol(BodyConnection):
             data, self._unparsed = self._unparsed + data, None
         if stage is _IDLE and len(data) <= self._slice and not self._queue_paused:
             self._feed(data)
-            return
-        pos, end = 0, len(data)
-        while pos < end and self._stage is not _DONE:
-            if self._queue_paused or self._body_paused:
-                self._unparsed = data[pos:]
-                return
-            size = self._slice
-            if self._stage is _HEAD:
-                size = min(size, self._max_head - self._head_bytes)
-            piece = data[pos : pos + size] if pos or end > size else data
-            pos += len(piece)
-            self._feed(piece)
+        else:
+            pos, end = 0, len(data)
+            while pos < end and self._stage is not _DONE:
+                if self._queue_paused or self._body_paused:
+                    self._unparsed = data[pos:]
+                    return
+                size = self._slice
+                if self._stage is _HEAD:
+                    size = min(size, self._max_head - self._head_bytes)
+                piece = data[pos : pos + size] if pos or end > size else data
+                pos += len(piece)
+                self._feed(piece)
+        if self._environ is not None and self._stage is _BODY:
+            self._stream_body()  # a body that did not come with its head streams
 
     def _feed(self, piece: bytes) -> None:
         was_head = self._stage is _HEAD
@@ -334,7 +338,7 @@ class KyoukaiProtocol(BodyConnection):
                 # application an empty body and parse the real one as a request.
                 raise ProtocolError("malformed request", "Upgrade with a request body")
             self._stage = _BODY
-            self._start_body(environ, declared)
+            self._begin_body(environ)
             return
         self._environ = environ
         self._stage = _BODY
@@ -347,7 +351,9 @@ class KyoukaiProtocol(BodyConnection):
         """
         self._progress = True
         reading = self._reading
-        if reading is not None and not reading.body.feed(body):  # type: ignore[union-attr]
+        if reading is None:
+            self._buffer_body(body)
+        elif not reading.body.feed(body):  # type: ignore[union-attr]
             self._body_failed(reading)
             raise _StopParsing
 
@@ -362,7 +368,11 @@ class KyoukaiProtocol(BodyConnection):
         if reading is None:
             environ = self._environ
             assert environ is not None
-            environ["wsgi.input"] = io.BytesIO(b"")  # the usual GET
+            if self._body is None and not self._chunked:
+                body = b""  # the usual GET
+            else:
+                body = self._finish_body(environ)
+            environ["wsgi.input"] = io.BytesIO(body)
             self._environ = None
             keep_alive = self._begin_cycle(environ).keep_alive
         else:
