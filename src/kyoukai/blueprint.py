@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError, Map, MapAdapter, Rule, Submount
 
-from kyoukai._body import check_body_size
 from kyoukai._hooks import HookHolder, check_hook_type
 from kyoukai._matcher import MapMatchers, adapter_match, is_websocket_upgrade
 from kyoukai._shortcuts import MethodShortcuts
@@ -48,8 +47,7 @@ class Blueprint(MethodShortcuts, HookHolder):
         Implied when any blueprint in the tree has a ``host``.
     :param host: The host this blueprint's routes answer; inherited by children that do not
         set their own. ``None`` answers every host.
-    :param max_body_size: The largest request body its routes take, in bytes (wire and
-        decoded); ``None`` inherits the parent's (at the root, the server's).
+    :param max_body_size: Bytes of request body its routes take; ``None`` inherits the parent's.
     """
 
     def __init__(
@@ -62,11 +60,9 @@ class Blueprint(MethodShortcuts, HookHolder):
         host: str | None = None,
         max_body_size: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(max_body_size)
         #: The name of the blueprint.
         self.name = name
-        #: This blueprint's own body limit in bytes, or ``None`` to inherit its parent's.
-        self.max_body_size = check_body_size(max_body_size)
         self._prefix = prefix
         self._host = host
         #: Whether the routing map matches on the ``Host`` header.

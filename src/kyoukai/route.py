@@ -11,7 +11,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.routing import Rule, Submount
 from werkzeug.wrappers import Response
 
-from kyoukai._body import check_body_size, load_body
+from kyoukai._body import load_body
 from kyoukai._context import HTTPRequestContext
 from kyoukai._hooks import HookHolder, check_hook_type
 from kyoukai._types import Handler, HookType
@@ -120,7 +120,7 @@ class Route(HookHolder):
     ) -> None:
         if not callable(function):
             raise TypeError(f"a route needs a callable, not {function!r}")
-        super().__init__()
+        super().__init__(max_body_size)
         self._callable = function
         #: Run the blueprint hooks child-to-parent instead of parent-to-child.
         self.reverse_hooks = reverse_hooks
@@ -132,8 +132,6 @@ class Route(HookHolder):
         self.endpoint = endpoint
         #: The handler reads the request body itself, as it arrives.
         self.stream_body = stream_body
-        #: This route's own body limit in bytes, or ``None`` to inherit its blueprint's.
-        self.max_body_size = check_body_size(max_body_size)
         #: ``(routing_url, methods)`` pairs this route is reachable under.
         self.routes: list[tuple[str, tuple[str, ...]]] = []
         #: The blueprint this route was added to.

@@ -19,16 +19,13 @@ back; ``Kyoukai.start()`` and ``Kyoukai.run()`` listen with it
 #   head, once the read ends: the body then flows to the handler through a ``BodyStream``
 #   (``_reading``); ``100 Continue`` goes out when the application first receives from it,
 #   after earlier responses, never after the request's own response began.
-# * Reading pauses when ``max_pipelined_requests`` cycles wait for their response, or when a
-#   handler leaves ``body_buffer_size`` bytes of its body unread; the bytes already received
-#   then stay unparsed in ``_unparsed`` until the queue shrinks or the handler reads. Neither
-#   pause counts against the client's body deadline. A slow reader does not pause reading:
-#   write back-pressure makes the writer wait in ``FlowControl.drain`` instead, and the queue
-#   bound caps what piles up meanwhile. After a refusal the connection keeps reading but
-#   discards everything (lingering close).
-# * A body left unread when its response goes out is drained (read and dropped, under the
-#   same limit), or, if it failed or its client still waits for ``100 Continue``, left unread
-#   and the connection closed after the response (lingering).
+# * Reading pauses when ``max_pipelined_requests`` cycles wait for their response, or a handler
+#   leaves ``body_buffer_size`` bytes unread (not counted against the client's body deadline);
+#   the bytes received stay in ``_unparsed`` until then. A slow reader does not pause reading:
+#   the writer waits in ``FlowControl.drain``, and the queue bound caps what piles up. After a
+#   refusal the connection keeps reading but discards everything (lingering close). A body
+#   left unread when its response goes out is drained, or, if it failed or its client waits
+#   for ``100 Continue``, the connection closes after the response (lingering).
 # * Each limit maps to one status (``_settings.STATUS_FOR``): 400 bad framing, 408 timeouts,
 #   413 body, 414 request line, 415 content coding, 431 head, 501 transfer coding, 505 version,
 #   503 over the connection cap. The response to a refused request is the last one on the
