@@ -1,19 +1,22 @@
-"""Helpers for end-to-end tests that run real programs (gunicorn, ``kyoukai run``, nginx).
+"""Real programs for end-to-end tests: servers, gunicorn, ``kyoukai run``, nginx, PostgreSQL.
 
-A :class:`Program` is a subprocess whose output is collected line by line as it comes, so a
-test waits for a log line (never a fixed time) and a failing test shows what the program said.
-Every program is ended in the fixture's clean-up, killed if it does not exit in time.
+A :class:`Program` runs in a process group of its own, and its output (stdout and stderr
+merged) is collected line by line as it comes, so a test waits for a log line or for a port
+that accepts connections (never a fixed time) and a failing test shows what the program said.
+On the way out of :func:`run_program` the program is told to stop, then its whole group is
+killed: the workers of a master that died or lingers go with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -25,7 +28,7 @@ BIN = Path(sys.executable).parent
 #: Seconds a program may take to start serving, and to exit once told to.
 STARTUP_TIMEOUT = 30.0
 EXIT_TIMEOUT = 15.0
-#: Seconds any one HTTP exchange may take.
+#: Seconds any one exchange may take.
 TIMEOUT = 10.0
 
 
@@ -38,7 +41,7 @@ def free_port() -> int:
 
 
 class Program:
-    """A running subprocess and everything it printed so far (stdout and stderr merged)."""
+    """A running program and everything it printed so far (stdout and stderr merged)."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
@@ -67,6 +70,7 @@ class Program:
         """Wait until ``count`` lines (from index ``after`` on) match ``pattern``; return the
         last match (its index is then :attr:`matched_at`).
 
+        :param pattern: A regular expression, searched for in each line.
         :raises AssertionError: If the program exits first, or the time runs out.
         """
         regex = re.compile(pattern)
@@ -92,10 +96,14 @@ class Program:
             raise AssertionError(f"no line matched {pattern!r} in time:\n{self.output}") from None
 
     def signal(self, signum: int) -> None:
+        """Send ``signum`` to the program itself (not to its group)."""
         self.process.send_signal(signum)
 
     async def wait_for_port(self, port: int, within: float = STARTUP_TIMEOUT) -> None:
-        """Wait until ``127.0.0.1:port`` accepts connections; fail early if the program died."""
+        """Wait until ``127.0.0.1:port`` accepts connections.
+
+        :raises AssertionError: If the program exits first.
+        """
         async with asyncio.timeout(within):
             while True:
                 if self.process.returncode is not None:
@@ -116,21 +124,24 @@ class Program:
         return await self.wait_exit()
 
     async def wait_exit(self, within: float = EXIT_TIMEOUT) -> int:
+        """Wait until the program exited and all its output is read; return the exit status."""
         async with asyncio.timeout(within):
             code = await self.process.wait()
             await self._reader
         return code
 
     async def stop(self) -> None:
-        """End the program: SIGTERM, then SIGKILL if it lingers."""
+        """End the program: SIGTERM if it still runs, then SIGKILL for its whole group."""
         if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
+            self.signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
                 await self.wait_exit()
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # what the program left running
+        await self.process.wait()
         self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
 
 
 @asynccontextmanager
@@ -138,17 +149,19 @@ async def run_program(
     args: Sequence[str | os.PathLike[str]],
     *,
     cwd: str | os.PathLike[str] | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
     user: str | None = None,
-    inherit: bool = True,
 ) -> AsyncIterator[Program]:
-    """Start a program; it is ended (and its output kept for failures) on the way out.
+    """Start a program in a process group of its own; it is ended on the way out.
 
-    :param env: Variables added to this process's environment (unbuffered Python output).
-    :param user: The user to run it as (the program may refuse to run as root).
-    :param inherit: ``False`` to give the program ``env`` alone as its environment.
+    :param env: Variables added to this process's environment. That is passed on without its
+        ``PYTHON*`` variables (they would change the program's imports and warnings), with
+        unbuffered Python output and no bytecode files: a test that rewrites a module within
+        a second, at the same size, must not get the old module from a stale ``.pyc``.
+    :param user: The user (and group) to run it as (the program may refuse to run as root).
     """
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})} if inherit else env
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    environment.update({"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **(env or {})})
     process = await asyncio.create_subprocess_exec(
         *map(str, args),
         cwd=cwd,
@@ -168,9 +181,14 @@ async def run_program(
 
 
 async def wait_until_serving(url: str, program: Program, **client: object) -> None:
-    """Poll ``url`` until it answers (each try waits for the connection, not a fixed time)."""
+    """Poll ``url`` until it answers (each try waits for the connection, not a fixed time).
+
+    :param client: Options of the :class:`httpx.AsyncClient` that polls (``verify=``).
+    :raises AssertionError: If the program exits first.
+    """
     async with asyncio.timeout(STARTUP_TIMEOUT):
-        async with httpx.AsyncClient(timeout=TIMEOUT, **client) as http:  # type: ignore[arg-type]
+        options = {"timeout": TIMEOUT, "trust_env": False, **client}
+        async with httpx.AsyncClient(**options) as http:  # type: ignore[arg-type]
             while True:
                 if program.process.returncode is not None:
                     await program.wait_exit()

@@ -16,7 +16,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "kyoukai"
 
-BRIDGE = {"kyoukai.wsgi", "kyoukai.testing", "kyoukai._head"}
+BRIDGE = {"kyoukai.wsgi", "kyoukai.testing", "kyoukai._testing_ws", "kyoukai._head"}
 COMPONENTS = {
     "kyoukai",
     "kyoukai.asphalt",
@@ -30,6 +30,7 @@ COMPONENTS = {
 #: Modules that must stay I/O-free: they import no asyncio at run time.
 PURE = {
     "kyoukai.wsgi",
+    "kyoukai.websocket",
     "kyoukai._head",
     "kyoukai.backends._settings",
     "kyoukai.backends._http1",

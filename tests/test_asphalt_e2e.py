@@ -20,14 +20,13 @@ import httpx
 import pytest
 import trustme
 
-from servers import TIMEOUT, ServerProcess, free_port, spawn
+from processes import BIN, EXAMPLES, TIMEOUT, Program, free_port, run_program
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
-TUTORIAL = ROOT / "examples" / "tutorial"
-NOTES = ROOT / "examples" / "notes"
-ASPHALT = Path(sys.executable).parent / "asphalt"
+TUTORIAL = EXAMPLES / "tutorial"
+NOTES = EXAMPLES / "notes"
+ASPHALT = BIN / "asphalt"
 
 #: An application that shows which loop it runs on, and a request that is in flight when the
 #: process is told to stop: it finishes only once the shutdown has begun.
@@ -73,13 +72,13 @@ class Root(ContainerComponent):
 
 def asphalt_run(
     args: Sequence[str], cwd: Path, *, python_args: Sequence[str] | None = None, **env: str
-) -> AbstractAsyncContextManager[ServerProcess]:
+) -> AbstractAsyncContextManager[Program]:
     """Start ``asphalt run ARGS`` (or ``python PYTHON_ARGS -m asphalt run ARGS``) in ``cwd``."""
     if python_args is None:
         command = [str(ASPHALT), "run", *args]
     else:
         command = [sys.executable, *python_args, "-m", "asphalt", "run", *args]
-    return spawn(command, cwd, env)
+    return run_program(command, cwd=cwd, env=env)
 
 
 def http(port: int) -> httpx.AsyncClient:
@@ -101,7 +100,7 @@ async def test_single_component_config_from_the_spec() -> None:
     port = free_port()
     # No PYTHONPATH: "app: app:kyk" is found in the working directory.
     async with asphalt_run(["config.yml", "--set", f"component.port={port}"], TUTORIAL) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         async with http(port) as client:
             page = await client.get("/")
             style = await client.get("/static/style.css")
@@ -116,7 +115,7 @@ async def test_container_config_from_the_spec_overrides_the_address() -> None:
     port = free_port()
     args = ["container.yml", "--set", f"component.components.kyoukai.port={port}"]
     async with asphalt_run(args, TUTORIAL, PYTHONPATH=str(TUTORIAL)) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         async with http(port) as client:
             response = await client.get("/")
         assert response.status_code == 200 and "Hello from Kyoukai" in response.text
@@ -127,7 +126,7 @@ async def test_optimized_python_with_the_uvloop_policy(e2e_app: Path) -> None:
     port = free_port()
     args = ["-l", "uvloop", "config.yml", "--set", f"component.components.kyoukai.port={port}"]
     async with asphalt_run(args, e2e_app, python_args=["-O"]) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         async with http(port) as client:
             info = (await client.get("/info")).json()
         assert info == {"loop": "uvloop", "debug": False}
@@ -138,7 +137,7 @@ async def test_optimized_python_with_the_uvloop_policy(e2e_app: Path) -> None:
 async def test_bad_configuration_stops_start_up_naming_the_key() -> None:
     args = ["config.yml", "--set", "component.max_bdy_size=10"]
     async with asphalt_run(args, TUTORIAL) as proc:
-        assert await proc.wait() != 0
+        assert await proc.wait_exit() != 0
     assert "unknown Kyoukai configuration key 'max_bdy_size'" in proc.output
     assert "did you mean 'max_body_size'?" in proc.output
 
@@ -159,7 +158,7 @@ async def test_https_from_the_ssl_section(tmp_path: Path) -> None:
     ]
     trust = ssl.create_default_context(cafile=str(ca_file))
     async with asphalt_run(args, TUTORIAL) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         async with httpx.AsyncClient(verify=trust, timeout=TIMEOUT, trust_env=False) as client:
             response = await client.get(f"https://127.0.0.1:{port}/")
         assert response.status_code == 200 and "Hello from Kyoukai" in response.text
@@ -174,14 +173,14 @@ async def test_sigterm_completes_the_request_in_flight(e2e_app: Path) -> None:
     port = free_port()
     args = ["config.yml", "--set", f"component.components.kyoukai.port={port}"]
     async with asphalt_run(args, e2e_app, PYTHONPATH=str(e2e_app)) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         async with http(port) as client:
             slow = asyncio.create_task(client.get("/slow"))
             await proc.wait_for_line("slow request started")
-            proc.process.send_signal(signal.SIGTERM)
+            proc.signal(signal.SIGTERM)
             async with asyncio.timeout(TIMEOUT):
                 response = await slow
-            assert await proc.wait() == 0
+            assert await proc.wait_exit() == 0
     assert (response.status_code, response.text) == (200, "finished during shutdown")
     assert response.headers["connection"] == "close"
     output = proc.output
@@ -208,7 +207,7 @@ def check_notes_order(output: str) -> None:
 
 
 @asynccontextmanager
-async def notes_process(tmp_path: Path, database: Path) -> AsyncIterator[tuple[ServerProcess, int]]:
+async def notes_process(tmp_path: Path, database: Path) -> AsyncIterator[tuple[Program, int]]:
     """``examples/notes`` under ``asphalt run``, serving on a free port: (process, port)."""
     port = free_port()
     args = [
@@ -218,7 +217,7 @@ async def notes_process(tmp_path: Path, database: Path) -> AsyncIterator[tuple[S
         f"component.components.kyoukai.port={port}",
     ]
     async with asphalt_run(args, NOTES, PYTHONPATH=str(NOTES)) as proc:
-        await proc.wait_until_serving(port)
+        await proc.wait_for_port(port)
         yield proc, port
 
 
@@ -283,14 +282,14 @@ async def test_notes_sigterm_completes_a_request_in_flight(tmp_path: Path) -> No
             writer.write(head)
             # The server has parsed the head and waits for the body: the request is in flight.
             assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
-        proc.process.send_signal(signal.SIGTERM)
+        proc.signal(signal.SIGTERM)
         await proc.wait_for_line("Stopping application")
         writer.write(body)
         async with asyncio.timeout(TIMEOUT):
             raw = await reader.read()  # the whole response: the server closes after it
             writer.close()
             await writer.wait_closed()
-        assert await proc.wait() == 0, proc.output
+        assert await proc.wait_exit() == 0, proc.output
     status_line, _, rest = raw.partition(b"\r\n")
     assert status_line == b"HTTP/1.1 201 Created", raw
     assert b"\r\nconnection: close\r\n" in rest.lower()

@@ -33,6 +33,7 @@ DOCUMENTED_MODULES = [
     "kyoukai.compression",
     "kyoukai.sse",
     "kyoukai.testing",
+    "kyoukai.websocket",
     "kyoukai.wsgi",
     "kyoukai.backends.httptools_",
     "kyoukai.backends.asgi",

@@ -19,6 +19,7 @@ from asphalt.core import Context
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kyoukai import Kyoukai, KyoukaiComponent, TestKyoukai
+from kyoukai.testing import WebSocketRejected
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -196,3 +197,35 @@ async def test_page_lists_the_notes_escaped(notes: TestKyoukai) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
     assert "a &amp; b" in page
     assert '<a href="/notes">' in page
+
+
+# -- the chat ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chat(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    yield import_example(monkeypatch, EXAMPLES / "chat", "chat")
+    sys.modules.pop("chat", None)
+
+
+async def test_chat_page_and_rooms(chat: ModuleType) -> None:
+    client = TestKyoukai.wrap_existing_app(chat.app)
+    page = await client.get("/")
+    assert page.status_code == 200 and b"new WebSocket" in page.get_data()
+    async with client.websocket_connect("/rooms/lobby?name=ann") as ann:
+        assert (await ann.receive_json())["members"] == "ann"
+        assert await ann.receive_json() == {"kind": "joined", "name": "ann"}
+        async with client.websocket_connect("/rooms/lobby?name=bob") as bob:
+            assert (await bob.receive_json())["members"] == "ann, bob"
+            assert await ann.receive_json() == {"kind": "joined", "name": "bob"}
+            await bob.receive_json()
+            await bob.send_text("hi ann")
+            said = {"kind": "said", "name": "bob", "text": "hi ann"}
+            assert await ann.receive_json() == said
+            assert await bob.receive_json() == said
+            with pytest.raises(WebSocketRejected) as info:
+                async with client.websocket_connect("/rooms/lobby?name=ann"):
+                    pass
+            assert info.value.response.status_code == 409
+        assert await ann.receive_json() == {"kind": "left", "name": "bob"}
+    assert chat.rooms == {}

@@ -8,23 +8,21 @@ done. The first connection gets one event and ends; the browser reconnects with
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from werkzeug.wrappers import Response
 
+from browser import dump_dom, needs_chromium
 from kyoukai import HTTPRequestContext, Kyoukai
 from kyoukai.compression import Compress
 from kyoukai.sse import EventStream, ServerSentEvent
 from kyoukai.util import as_html
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian package chromium)"),
+    needs_chromium,
 ]
 
 PAGE = """<!doctype html>
@@ -70,25 +68,10 @@ def build_app(seen: list[str | None]) -> Kyoukai:
 async def test_chromium_event_source_receives_events_and_resumes(tmp_path: Path) -> None:
     seen: list[str | None] = []
     server = await build_app(seen).start("127.0.0.1", 0)
-    assert CHROMIUM is not None
     try:
-        browser = await asyncio.create_subprocess_exec(
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={tmp_path}", "--virtual-time-budget=10000",
-            "--dump-dom", f"http://127.0.0.1:{server.port}/",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            async with asyncio.timeout(45):
-                dom, _ = await browser.communicate()
-        finally:
-            if browser.returncode is None:
-                browser.kill()
-                await browser.wait()
+        text = await dump_dom(f"http://127.0.0.1:{server.port}/", tmp_path)
     finally:
         await server.stop(grace=1.0)
-    text = dom.decode()
     assert "<title>done</title>" in text, text
     assert "<li>1|first/of two lines</li><li>2|after 1</li><li>3|after 1</li>" in text
     assert seen == [None, "1"]

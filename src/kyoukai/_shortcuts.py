@@ -1,4 +1,5 @@
-"""``get``/``post``/``put``/``patch``/``delete``: one-method shortcuts for ``route()``.
+"""``get``/``post``/``put``/``patch``/``delete``: one-method shortcuts for ``route()``, and
+``websocket`` for WebSocket routes.
 
 The application and blueprints inherit them; route groups have the same as functions in
 :mod:`kyoukai.routegroup`.
@@ -51,3 +52,9 @@ class MethodShortcuts:
     def delete(self: _Routable, url: str, **kwargs: Any) -> RouteDecorator:
         """Decorator: a ``DELETE`` route under ``url``."""
         return self.route(url, ("DELETE",), **kwargs)
+
+    def websocket(self: _Routable, url: str, **kwargs: Any) -> RouteDecorator:
+        """Decorator: a WebSocket route under ``url``, ``async def handler(ctx, ws, **params)``
+        with ``ws`` a :class:`~kyoukai.websocket.WebSocket`. Plain HTTP requests to the path
+        get **426**; see :mod:`kyoukai.websocket` for the handshake and the session."""
+        return self.route(url, ("GET",), websocket=True, **kwargs)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from asphalt.core import Context, Signal, TeardownError
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
-from werkzeug.routing import Map, RequestRedirect
+from werkzeug.routing import Map, RequestRedirect, WebsocketMismatch
 from werkzeug.wrappers import Request, Response
 
 from kyoukai._body import BODY_ENVIRON_KEY, check_length, close_body, stream_from_memory
@@ -33,6 +33,12 @@ from kyoukai._shortcuts import MethodShortcuts
 from kyoukai._types import F, Handler
 from kyoukai.blueprint import Blueprint
 from kyoukai.route import DEFAULT_METHODS, Route
+from kyoukai.websocket import (
+    WEBSOCKET_ENVIRON_KEY,
+    UpgradeRequired,
+    match_handshake,
+    serve_websocket,
+)
 
 if TYPE_CHECKING:
     from kyoukai.backends._server import KyoukaiServer
@@ -268,39 +274,50 @@ class Kyoukai(MethodShortcuts):
         ctx = self.context_class(parent_context, request)
         ctx.app = self
         environ = request.environ
+        channel = environ.get(WEBSOCKET_ENVIRON_KEY)
         token = ctx.activate()
         try:
             try:
-                route, params, rule = self._root.match(environ)
+                if channel is None:
+                    route, params, rule = self._root.match(environ)
+                else:
+                    route, params, rule = match_handshake(self._root, environ)
             except RequestRedirect as redirect:
                 # Strict slashes: a temporary redirect keeps the method and body.
                 response = self.response_class(status=307, headers={"Location": redirect.new_url})
             except MethodNotAllowed as exc:
                 response = self._method_not_allowed(ctx, exc)
+            except WebsocketMismatch:
+                raise UpgradeRequired() from None
             else:
                 ctx.route, ctx.params, ctx.rule, ctx.bp = route, params, rule, route.bp
                 if self._on_matched.listeners:
                     self._on_matched.dispatch(ctx=ctx)
                 if self._on_invoked.listeners:
                     self._on_invoked.dispatch(ctx=ctx)
-                channel = environ.get(BODY_ENVIRON_KEY)
-                if channel is not None:
-                    # The body is bounded before anything asks the client for it.
-                    limit = route.body_limit()
-                    if limit is not None:
-                        channel.set_limit(limit)
-                elif "CONTENT_LENGTH" in environ:
-                    check_length(environ["CONTENT_LENGTH"], route.body_limit())
-                    if route.stream_body:
-                        stream_from_memory(environ)  # the same API, however the body came
-                pre_hooks, post_hooks = route.resolved_hooks()
-                response = await route.invoke_function(
-                    ctx,
-                    pre_hooks,
-                    post_hooks,
-                    params,
-                    load=channel is not None and not route.stream_body,
-                )
+                if route.websocket:
+                    if channel is None:
+                        raise UpgradeRequired()
+                    response = await serve_websocket(ctx, route, params, channel)
+                else:
+                    body = environ.get(BODY_ENVIRON_KEY)
+                    if body is not None:
+                        # The body is bounded before anything asks the client for it.
+                        limit = route.body_limit()
+                        if limit is not None:
+                            body.set_limit(limit)
+                    elif "CONTENT_LENGTH" in environ:
+                        check_length(environ["CONTENT_LENGTH"], route.body_limit())
+                        if route.stream_body:
+                            stream_from_memory(environ)  # the same API, however the body came
+                    pre_hooks, post_hooks = route.resolved_hooks()
+                    response = await route.invoke_function(
+                        ctx,
+                        pre_hooks,
+                        post_hooks,
+                        params,
+                        load=body is not None and not route.stream_body,
+                    )
                 if self._on_returned.listeners:
                     self._on_returned.dispatch(ctx=ctx, result=response)
         except Exception as exc:

@@ -429,6 +429,8 @@ class Blueprint(MethodShortcuts, HookHolder):
         if adapters is None:
             if self.map is None:
                 raise RuntimeError("the routing map is not built yet: call app.finalize() first")
+            if "HTTP_UPGRADE" in environ:  # the cached adapters are for HTTP, not WebSocket
+                environ = {**environ, "HTTP_UPGRADE": ""}
             host_adapter = None
             if self._host_map is not None:
                 host_adapter = self._host_map.bind_to_environ(environ)

@@ -105,6 +105,8 @@ class Route(HookHolder):
         loaded before it runs.
     :param max_body_size: The largest request body this route takes, in bytes (on the wire
         and decoded); ``None`` inherits its blueprint's. A larger body gets **413**.
+    :param websocket: A WebSocket route: the handler is ``handler(ctx, ws, **path_params)``
+        and its paths answer WebSocket handshakes only (see :mod:`kyoukai.websocket`).
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class Route(HookHolder):
         endpoint: str | None = None,
         stream_body: bool = False,
         max_body_size: int | None = None,
+        websocket: bool = False,
     ) -> None:
         if not callable(function):
             raise TypeError(f"a route needs a callable, not {function!r}")
@@ -132,6 +135,8 @@ class Route(HookHolder):
         self.endpoint = endpoint
         #: The handler reads the request body itself, as it arrives.
         self.stream_body = stream_body
+        #: ``True`` for a WebSocket route (its handler also takes the ``ws`` session).
+        self.websocket = websocket
         #: ``(routing_url, methods)`` pairs this route is reachable under.
         self.routes: list[tuple[str, tuple[str, ...]]] = []
         #: The blueprint this route was added to.
@@ -190,7 +195,14 @@ class Route(HookHolder):
         """Werkzeug rules for every path of this route, under ``prefix``."""
         endpoint = self.get_endpoint_name()
         return [
-            RouteRule(prefix + url, methods=methods, endpoint=endpoint, host=host, route=self)
+            RouteRule(
+                prefix + url,
+                methods=methods,
+                endpoint=endpoint,
+                host=host,
+                route=self,
+                websocket=self.websocket,
+            )
             for url, methods in self.routes
         ]
 
@@ -243,7 +255,8 @@ class Route(HookHolder):
 
     def _get_signature(self) -> _Signature:
         if self._signature is None:
-            self._signature = _Signature(self._callable, skip=1)
+            # A WebSocket handler takes the session after the context.
+            self._signature = _Signature(self._callable, skip=2 if self.websocket else 1)
         return self._signature
 
     def check_route_args(self, params: Mapping[str, Any] | None = None) -> None:

@@ -1,7 +1,8 @@
 """Route groups: classes whose methods are routes, hooks and error handlers.
 
 A route group keeps shared state on ``self`` instead of in globals. Mark methods with
-:func:`route` (or :func:`get`, :func:`post`, :func:`put`, :func:`patch`, :func:`delete`),
+:func:`route` (or :func:`get`, :func:`post`, :func:`put`, :func:`patch`, :func:`delete`;
+:func:`websocket` for WebSocket routes),
 :func:`errorhandler`, :func:`before_request`/:func:`after_request` (or
 :func:`hook`); each instance builds its own :class:`~kyoukai.blueprint.Blueprint` from them.
 Keyword arguments in the class statement (``class Api(RouteGroup, prefix="/api")``) are passed
@@ -33,6 +34,7 @@ __all__ = [
     "post",
     "put",
     "route",
+    "websocket",
 ]
 
 
@@ -162,6 +164,12 @@ def patch(url: str, **kwargs: Any) -> Callable[[F], F]:
 def delete(url: str, **kwargs: Any) -> Callable[[F], F]:
     """Mark a route group method as a ``DELETE`` route: ``route(url, methods=["DELETE"])``."""
     return route(url, ("DELETE",), **kwargs)
+
+
+def websocket(url: str, **kwargs: Any) -> Callable[[F], F]:
+    """Mark a route group method as a WebSocket route under ``url``: ``self.handler(ctx, ws,
+    **params)`` (see :meth:`.Blueprint.websocket`)."""
+    return route(url, ("GET",), websocket=True, **kwargs)
 
 
 def errorhandler(

@@ -12,13 +12,19 @@ from asphalt.core import Context
 from werkzeug.wrappers import Response
 
 from kyoukai._body import BODY_ENVIRON_KEY, BodyInput, MemoryBody
+from kyoukai._testing_ws import (
+    HANDSHAKE_HEADERS,
+    WebSocketConnect,
+    WebSocketRejected,
+    WebSocketTestSession,
+)
 from kyoukai._types import Handler
 from kyoukai.app import Kyoukai
 from kyoukai.blueprint import Blueprint
 from kyoukai.route import Route
 from kyoukai.wsgi import to_wsgi_environment
 
-__all__ = ["RequestOrRoute", "TestKyoukai"]
+__all__ = ["RequestOrRoute", "TestKyoukai", "WebSocketRejected", "WebSocketTestSession"]
 
 #: Printable ASCII passes through unchanged; everything else is percent-encoded as UTF-8.
 _URL_SAFE = "".join(chr(code) for code in range(0x21, 0x7F))
@@ -112,6 +118,20 @@ class TestKyoukai(Kyoukai):
         :param body: The request body. It reaches the application as on a server: bounded by
             the route's ``max_body_size``, loaded before the handler or streamed to it.
         """
+        request = self.request_class(self.build_environ(headers, url, method, body))
+        if self.base_context is None:
+            self.base_context = Context()
+        return await self.process_request(request, self.base_context)
+
+    def build_environ(
+        self,
+        headers: Mapping[str, str] | list[tuple[str, str]] | None,
+        url: str,
+        method: str = "GET",
+        body: bytes | str | None = None,
+    ) -> dict[str, Any]:
+        """The WSGI environ of a request built from its parts, as :meth:`inject_request`
+        sends it (``Host`` and ``Content-Length`` added when missing)."""
         # The URL is text: send non-ASCII characters percent-encoded, as a client would.
         url = quote(url, safe=_URL_SAFE)
         if isinstance(body, str):
@@ -131,10 +151,31 @@ class TestKyoukai(Kyoukai):
             # The body arrives as on a server: bounded by the route, streamed or loaded.
             channel = environ[BODY_ENVIRON_KEY] = MemoryBody(body)
             environ["wsgi.input"] = BodyInput(channel)
-        request = self.request_class(environ)
+        return environ
+
+    def websocket_connect(
+        self,
+        url: str,
+        subprotocols: list[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> WebSocketConnect:
+        """Open a WebSocket to ``url``, in process: ``async with app.websocket_connect(url) as
+        ws:`` gives a :class:`WebSocketTestSession` (``send*``,
+        ``receive*``, ``close``).
+
+        :param url: The path and query string of the handshake.
+        :param subprotocols: The subprotocols to offer.
+        :param headers: Extra handshake headers (cookies, ``Authorization``).
+        :raises WebSocketRejected: On entering the block, if the
+            application answered the handshake with an HTTP response (``.response``).
+        """
+        handshake = dict(HANDSHAKE_HEADERS)
+        if subprotocols:
+            handshake["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+        handshake.update(headers or {})
         if self.base_context is None:
             self.base_context = Context()
-        return await self.process_request(request, self.base_context)
+        return WebSocketConnect(self, self.build_environ(handshake, url), self.base_context)
 
     async def request(
         self,

@@ -14,7 +14,6 @@ import asyncio
 import gzip
 import hashlib
 import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,13 +22,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servers import TIMEOUT, ServerProcess, free_port, spawn
+from processes import BIN, EXAMPLES, TIMEOUT, Program, free_port, run_program
 
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
-EXAMPLES = HERE.parent.parent / "examples"
-BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
@@ -121,14 +118,15 @@ def connect(base_url: str | httpx.URL, spec: Server) -> httpx.AsyncClient:
 @asynccontextmanager
 async def serving(
     name: str, target: str, cwd: Path, **env: str
-) -> AsyncIterator[tuple[ServerProcess, httpx.AsyncClient]]:
+) -> AsyncIterator[tuple[Program, httpx.AsyncClient]]:
     """Run server ``name`` on ``target``; yield it and a client for it. It is stopped (and
     must exit) at the end."""
     spec = SERVERS[name]
     port = free_port()
     python_path = os.pathsep.join([str(HERE), str(cwd)])
-    async with spawn(spec.command(target, port), cwd, {"PYTHONPATH": python_path, **env}) as proc:
-        await proc.wait_until_serving(port)
+    environment = {"PYTHONPATH": python_path, **env}
+    async with run_program(spec.command(target, port), cwd=cwd, env=environment) as proc:
+        await proc.wait_for_port(port)
         try:
             async with connect(f"http://127.0.0.1:{port}", spec) as client:
                 yield proc, client
@@ -236,8 +234,8 @@ async def test_probe_streams_bodies_and_environ(server: str) -> None:
 async def test_uvicorn_root_path_is_the_script_name() -> None:
     port = free_port()
     command = [str(BIN / "uvicorn"), "probe_app:app", "--port", str(port), "--root-path", "/api"]
-    async with spawn(command, HERE, {"PYTHONPATH": str(HERE)}) as proc:
-        await proc.wait_until_serving(port)
+    async with run_program(command, cwd=HERE, env={"PYTHONPATH": str(HERE)}) as proc:
+        await proc.wait_for_port(port)
         async with httpx.AsyncClient(timeout=TIMEOUT, trust_env=False) as client:
             info = (await client.get(f"http://127.0.0.1:{port}/info")).json()
         assert (info["SCRIPT_NAME"], info["PATH_INFO"]) == ("/api", "/info")

@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response
 
 from kyoukai._body import BODY_ENVIRON_KEY, load_body
 from kyoukai.app import Kyoukai
+from kyoukai.websocket import WEBSOCKET_ENVIRON_KEY
 from kyoukai.wsgi import request_factory
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ class Exchange:
                     request.max_form_memory_size, request.max_form_parts = self._form_limits
                 if self._load_first:
                     await load_body(environ)
-            if self._timeout is None:
+            if self._timeout is None or WEBSOCKET_ENVIRON_KEY in environ:
+                # A WebSocket session lasts as long as it lasts; its keep-alive is the wire's.
                 response = await self._process(request, self._parent_context)
             else:
                 try:

@@ -38,6 +38,7 @@ STATUS_FOR: dict[str, int] = {
     "request head timeout": 408,
     "request body timeout": 408,
     "too many connections": 503,
+    "too many WebSockets": 503,
 }
 
 
@@ -123,6 +124,21 @@ class ServerSettings:
     #: (connections over a Unix socket are trusted only under ``*``). From other peers the
     #: fields are ordinary headers, so clients cannot fake their address or scheme.
     forwarded_allow_ips: str = "127.0.0.1"
+    #: Largest WebSocket message, counted after decompression and across fragments; a larger
+    #: one closes the session with **1009** before it is buffered.
+    websocket_max_message_size: int = 1 * MiB
+    #: WebSocket messages received and waiting for the handler before the server stops reading
+    #: from the client; it reads again once the handler has taken half of them.
+    websocket_max_queue: int = 16
+    #: Seconds between the server's pings on an open WebSocket.
+    websocket_ping_interval: float = 20.0
+    #: Seconds a client has to answer a ping; a dead peer is closed with **1011**.
+    websocket_ping_timeout: float = 20.0
+    #: Seconds the closing handshake may take before the connection is dropped; also how long
+    #: a handler may run on after its connection is gone before it is cancelled.
+    websocket_close_timeout: float = 10.0
+    #: Most open WebSockets on one server; a handshake beyond the cap gets **503**.
+    max_websockets: int = 5_000
 
     def __post_init__(self) -> None:
         check_trusted_proxies(self.forwarded_allow_ips)
@@ -160,5 +176,5 @@ class ServerSettings:
     def min_timeout(self) -> float:
         """The shortest timeout, which sets how often the server checks its deadlines."""
         timeouts = [self.request_timeout, self.body_timeout, self.keep_alive_timeout]
-        timeouts.append(self.write_timeout)
+        timeouts += [self.write_timeout, self.websocket_ping_interval, self.websocket_ping_timeout]
         return min(timeouts)

@@ -74,6 +74,8 @@ class ServerState:
         self.errors_stream = sys.stderr
         #: Open connections.
         self.connections: set[Connection] = set()
+        #: Open WebSocket sessions (at most ``settings.max_websockets``).
+        self.websockets = 0
         #: True once a graceful shutdown began: responses close their connection.
         self.closing = False
         #: Seconds between two ticks of the timer.

@@ -16,8 +16,7 @@ message, a streamed one piece by piece with ``more_body`` while a second task wa
 
 Under ASGI the connection is the server's: its limits, timeouts, protocols (HTTP/2, TLS) and
 ``Server``/``Date`` headers apply, and no connection events are dispatched. Other scope types
-are served by the adapter's method of the same name (``http``, ``lifespan``), which is where a
-``websocket`` handler plugs in.
+are served by the adapter's method of the same name (``http``, ``lifespan``, ``websocket``).
 """
 
 from __future__ import annotations
@@ -41,6 +40,8 @@ from kyoukai.backends._flow import iter_body
 from kyoukai.backends._inbound import http_error
 from kyoukai.backends._lifecycle import Lifecycle, application_settings, body_decoder
 from kyoukai.backends._settings import ProtocolError
+from kyoukai.backends._ws_asgi import ASGIChannel
+from kyoukai.websocket import WEBSOCKET_ENVIRON_KEY
 from kyoukai.wsgi import build_environ, close_iter, response_parts
 
 if TYPE_CHECKING:
@@ -172,6 +173,20 @@ class ASGIAdapter:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one WebSocket session: its handshake is routed as on the built-in server,
+        and the session runs over an :class:`~kyoukai.backends._ws_asgi.ASGIChannel`."""
+        exchange = self._lifecycle.exchange
+        if exchange is None:
+            exchange = await self._lifecycle.start()
+        if (await receive())["type"] != "websocket.connect":
+            return
+        environ = self._environ({**scope, "method": "GET"})
+        environ["wsgi.input"] = io.BytesIO()
+        channel = environ[WEBSOCKET_ENVIRON_KEY] = ASGIChannel(scope, receive, send)
+        server = scope.get("server")
+        await exchange.serve(channel, environ, None if server is None else tuple(server))
+
     # -- http -----------------------------------------------------------------------------
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -249,8 +264,12 @@ class ASGIAdapter:
         await send({"type": "http.response.body", "body": data})
 
     async def _respond(
-        self, token: tuple[dict[str, Any], Receive, Send], response: Response
+        self, token: tuple[dict[str, Any], Receive, Send] | ASGIChannel, response: Response
     ) -> None:
+        if type(token) is ASGIChannel:
+            await token.finish(response)
+            return
+        assert isinstance(token, tuple)
         environ, receive, send = token
         code = response.status_code
         headers, body, stream = response_parts(response, environ, code)

@@ -66,6 +66,7 @@ from kyoukai.backends._http1 import (
 )
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.backends._state import ServerState
+from kyoukai.backends._ws_http1 import start_websocket
 from kyoukai.wsgi import build_environ, get_formatted_response, to_wsgi_environment
 
 if TYPE_CHECKING:
@@ -215,11 +216,10 @@ class KyoukaiProtocol(BodyConnection):
         try:
             self.parser.feed_data(piece)
         except httptools.HttpParserUpgrade as exc:
-            # Upgrades (WebSocket, h2c) are not offered: the request is answered as a plain
-            # HTTP/1.1 one (RFC 9110 section 7.8 lets a server ignore Upgrade), so the client
-            # goes on speaking HTTP/1.1 and the bytes after the request are parsed as usual.
+            # WebSocket handshakes go to ._ws_http1; other upgrades (h2c) are answered as plain
+            # HTTP/1.1 (RFC 9110 section 7.8 lets a server ignore Upgrade), and parsing goes on.
             rest = piece[exc.args[0] :] if exc.args else b""
-            if rest and self._stage is not _DONE:
+            if not start_websocket(self, rest) and rest and self._stage is not _DONE:
                 self._feed(rest)
             return
         except _StopParsing:

@@ -1,0 +1,56 @@
+"""The direct path for whole data frames, against the ``websockets`` protocol it stands in for."""
+
+from __future__ import annotations
+
+from websockets.frames import Opcode
+from websockets.protocol import Protocol, Side
+
+from kyoukai.backends._frames import data_frame, parse_data_frames
+
+
+def client_bytes(*messages: str | bytes) -> bytes:
+    client = Protocol(Side.CLIENT, max_size=None)
+    for message in messages:
+        if isinstance(message, str):
+            client.send_text(message.encode())
+        else:
+            client.send_binary(message)
+    return b"".join(client.data_to_send())
+
+
+MESSAGES: list[str | bytes] = ["hi", b"\x00" * 125, b"b" * 126, "t" * 65535, b"L" * 65536]
+WIRE = client_bytes(*MESSAGES)
+
+
+def test_whole_frames_are_read_and_unmasked() -> None:
+    messages, used = parse_data_frames(WIRE, 1 << 20)
+    assert used == len(WIRE)
+    assert [p.decode() if t else p for p, t in messages] == MESSAGES
+
+
+def test_a_cut_read_stops_at_the_last_whole_frame() -> None:
+    boundaries = {0}
+    for count in range(1, len(MESSAGES) + 1):
+        boundaries.add(len(client_bytes(*MESSAGES[:count])))
+    for cut in range(len(WIRE) + 1):
+        messages, used = parse_data_frames(WIRE[:cut], 1 << 20)
+        assert used in boundaries and used <= cut and cut - used < len(WIRE)
+        assert len(messages) == sorted(boundaries).index(used)
+
+
+def test_anything_else_is_left_to_the_protocol() -> None:
+    client = Protocol(Side.CLIENT, max_size=None)
+    client.send_ping(b"p")
+    client.send_text(b"frag", fin=False)
+    for other in [b"".join(client.data_to_send()), b"\x81\x02hi"]:  # control, fragment, unmasked
+        assert parse_data_frames(other, 1 << 20) == ([], 0)
+    assert parse_data_frames(client_bytes(b"x" * 200), 100) == ([], 0)  # over the limit
+
+
+def test_server_frames_read_back_through_websockets() -> None:
+    client = Protocol(Side.CLIENT, max_size=None)
+    client.receive_data(
+        b"".join(data_frame(m, t) for m, t in [(b"a", True), (b"b" * 70000, False)])
+    )
+    frames = [(f.opcode, len(f.data)) for f in client.events_received()]  # type: ignore[union-attr]
+    assert frames == [(Opcode.TEXT, 1), (Opcode.BINARY, 70000)]
