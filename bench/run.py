@@ -32,6 +32,8 @@ from importlib import metadata
 from pathlib import Path
 from types import FrameType
 
+from _h2 import SERVERS as H2_SERVERS
+from _h2 import render_h2, run_h2
 from _measure import (
     BENCH_DIR,
     CLK_TCK,
@@ -288,6 +290,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also measure Kyoukai as committed at REV, as the variant kyoukai-baseline, in "
         "the same rounds: an A/B comparison of a change that does not depend on drift",
     )
+    p.add_argument(
+        "--h2",
+        choices=("also", "only", "no"),
+        default="also",
+        help="the HTTP/2 part (h2load): after the HTTP/1.1 one (default), alone, or not",
+    )
+    p.add_argument("--h2-rounds", type=int, default=3, help="HTTP/2 rounds (default 3)")
+    p.add_argument(
+        "--h2-requests", type=int, default=30000, help="requests per h2load run (default 30000)"
+    )
     p.add_argument("--quick", action="store_true", help="1 round of 1 s: a smoke run, not saved")
     p.add_argument(
         "--output",
@@ -298,6 +310,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     opts = p.parse_args(argv)
     if opts.quick:
         opts.duration, opts.rounds, opts.warmup = 1, 1, 1
+        opts.h2_rounds, opts.h2_requests = 1, 5000
     if opts.output is None and not opts.quick:
         opts.output = RESULTS_PATH
     return opts
@@ -308,7 +321,7 @@ def select_servers(only: str) -> list[Server]:
     if not only:
         return list(SERVERS)
     names = {n.strip() for n in only.split(",") if n.strip()}
-    unknown = names - {s.name for s in SERVERS}
+    unknown = names - {s.name for s in SERVERS} - {s.name for s in H2_SERVERS}
     if unknown:
         raise SystemExit(f"unknown server(s): {', '.join(sorted(unknown))}")
     return [s for s in SERVERS if s.name in names]
@@ -383,14 +396,27 @@ def measure_and_report(
             for sc in SCENARIOS
         },
     )
-    results = run(opts, servers)
-    text = render_markdown(results, info)
+    text = ""
+    if opts.h2 != "only" and servers:
+        text = render_markdown(run(opts, servers), info)
+    if opts.h2 != "no":
+        names = [n.strip() for n in opts.only.split(",") if n.strip()]
+        h2_results = run_h2(opts.h2_rounds, opts.h2_requests, opts.idle_connections // 10, names)
+        section = render_h2(h2_results, info.command, opts.h2_rounds, opts.h2_requests)
+        if opts.h2 == "only":
+            # Keep the HTTP/1.1 results of the last full run; replace its HTTP/2 section.
+            old = opts.output.read_text() if opts.output and opts.output.exists() else ""
+            text = old.split(H2_HEADING)[0].rstrip() + "\n\n" if old else ""
+        text += ("\n" if text else "") + section
     print()
     print(text)
     if opts.output:
         opts.output.write_text(text)
         print(f"written to {opts.output}")
     return 0
+
+
+H2_HEADING = "## HTTP/2 (h2load)"
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ if not (os.environ.get("READTHEDOCS") or os.environ.get("KYOUKAI_DOCS_INTERSPHIN
 nitpicky = True
 _EXTERNAL = (
     r"(werkzeug|asphalt|asyncio|_asyncio|contextvars|io|json|ssl|ssl_module|typing|collections"
-    r"|gunicorn|argparse|os)\..*"
+    r"|gunicorn|argparse|os|h2|hyperframe)\..*"
 )
 nitpick_ignore_regex = [
     (r"py:.*", _EXTERNAL),
@@ -76,7 +76,7 @@ nitpick_ignore_regex = [
     (
         r"py:class",
         r"Context|Rule|ServerState|ServerSettings|KyoukaiServer|RouteDecorator|ConfigSource"
-        r"|Response|MaxAge",
+        r"|Response|MaxAge|Header",
     ),
 ]
 html_theme = "furo"

@@ -26,6 +26,7 @@ COMPONENTS = {
     "kyoukai._workers",
     "kyoukai.cli",
     "kyoukai.__main__",
+    "kyoukai._h2component",
 }
 #: Modules that must stay I/O-free: they import no asyncio at run time.
 PURE = {
@@ -48,6 +49,9 @@ LAZY_ALLOWED = {
     # The spec's GunicornAdapter.from_asphalt_config lives in the backend module the spec
     # names; only that constructor needs the configuration loader, so it imports it when called.
     ("kyoukai.backends.gunicorn", "from_asphalt_config", "kyoukai._deploy"),
+    # The spec's path of H2KyoukaiComponent is kyoukai.backends.http2, but the class is a
+    # component: the module re-exports it on first access, from the components layer.
+    ("kyoukai.backends.http2", "__getattr__", "kyoukai._h2component"),
 }
 MAX_LINES = 600
 

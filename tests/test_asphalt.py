@@ -199,10 +199,13 @@ def test_bad_value_is_named(
         KyoukaiComponent(app, **config)
 
 
-def test_http2_is_refused_until_it_is_available(app: Kyoukai) -> None:
-    with pytest.raises(ValueError, match="http2: HTTP/2 is not available"):
-        KyoukaiComponent(app, http2=True)
-    assert KyoukaiComponent(app, http2=False).run_server
+def test_http2_key_picks_the_protocol(app: Kyoukai) -> None:
+    from kyoukai.backends._select import SelectingProtocol
+    from kyoukai.backends.httptools_ import KyoukaiProtocol
+
+    assert KyoukaiComponent(app, http2=True).protocol_class() is SelectingProtocol
+    assert KyoukaiComponent(app, http2=False).protocol_class() is KyoukaiProtocol
+    assert KyoukaiComponent(app).protocol_class() is KyoukaiProtocol
 
 
 def test_get_server_name_names_kyoukai_and_its_version(app: Kyoukai) -> None:

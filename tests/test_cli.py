@@ -58,7 +58,7 @@ def client() -> httpx.AsyncClient:
         (["run", "app:kyk", "--uds-mode", "999"], "--uds-mode must be octal permissions"),
         (["run", "app:kyk", "--keyfile", "k.pem"], "--keyfile needs --certfile"),
         (["run", "app:kyk", "--certfile", "none.pem"], "no such file"),
-        (["run", "app:kyk", "--http2"], "--http2: HTTP/2 is not available"),
+        (["run", "app:kyk", "--http2", "--workers", "2"], "--http2 is served by one process"),
         (["run", "app:kyk", "--workers", "0"], "--workers must be at least 1"),
         (["run", "app:kyk", "--workers", "2", "--reload"], "--reload runs one process"),
         (["run", "missing.yml"], "no such configuration file"),

@@ -40,6 +40,7 @@ DOCUMENTED_MODULES = [
     "kyoukai.backends.uwsgi",
     "kyoukai.backends.gunicorn",
     "kyoukai.cli",
+    "kyoukai.backends.http2",
 ]
 
 _PARAM = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+):", re.MULTILINE)

@@ -25,7 +25,8 @@ from kyoukai._config import (
 )
 from kyoukai._version import SERVER_HEADER
 from kyoukai.app import Kyoukai
-from kyoukai.backends._server import start_server
+from kyoukai.backends._select import SelectingProtocol
+from kyoukai.backends._server import ProtocolFactory, start_server
 from kyoukai.backends._settings import ServerSettings
 from kyoukai.backends._state import ServerState
 from kyoukai.backends.httptools_ import KyoukaiProtocol
@@ -150,7 +151,8 @@ class KyoukaiBaseComponent(Component):
 
 
 class KyoukaiComponent(KyoukaiBaseComponent):
-    """Serves a Kyoukai application with the built-in HTTP/1.1 server.
+    """Serves a Kyoukai application with the built-in HTTP/1.1 server (and HTTP/2 with
+    ``http2: true``, on the same port).
 
     The server starts on the loop of the context the component starts in and shuts down
     gracefully (in-flight requests may finish) when that context is torn down. Every key of
@@ -163,9 +165,10 @@ class KyoukaiComponent(KyoukaiBaseComponent):
     :param cfg: ``run_server`` (default ``True``; ``False`` publishes the application
         without serving it, for another server such as an ASGI one), ``ssl`` (a mapping with
         ``enabled``, ``ssl_certfile``, ``ssl_keyfile``, or an :class:`ssl.SSLContext`),
-        ``http2``, ``uds`` (the path of a Unix socket to listen on instead of ``ip:port``)
-        and ``uds_mode`` (its permissions, such as ``0o660``), ``resource_name``,
-        ``access_log``, and any server setting of
+        ``http2`` (default ``False``; ``True`` serves HTTP/2 too: ALPN ``h2`` over TLS, prior
+        knowledge and ``Upgrade: h2c`` on cleartext), ``uds`` (the path of a Unix socket to
+        listen on instead of ``ip:port``) and ``uds_mode`` (its permissions, such as
+        ``0o660``), ``resource_name``, ``access_log``, and any server setting of
         :class:`~kyoukai.backends._settings.ServerSettings` (limits and timeouts).
     :raises TypeError: If a key is unknown or a value has the wrong type.
     :raises ValueError: If a value is out of range or the combination is not supported.
@@ -181,13 +184,10 @@ class KyoukaiComponent(KyoukaiBaseComponent):
         super().__init__(app, ip, port, **cfg)
         #: Whether :meth:`start` starts the built-in server.
         self.run_server = get_bool(cfg, "run_server", default=True)
-        if get_bool(cfg, "http2", default=False):
-            raise ValueError(
-                "http2: HTTP/2 is not available in this version of Kyoukai; "
-                "remove the key or set it to false to serve HTTP/1.1"
-            )
+        #: Whether the server speaks HTTP/2 as well as HTTP/1.1, on the same port.
+        self.http2 = get_bool(cfg, "http2", default=False)
         #: The TLS context of the server, or ``None`` for plain HTTP.
-        self.ssl_context = build_ssl_context(cfg.get("ssl"))
+        self.ssl_context = build_ssl_context(cfg.get("ssl"), http2=self.http2)
         #: The Unix socket to listen on instead of ``ip:port``, and its permissions.
         self.uds, self.uds_mode = get_unix_socket(cfg)
         try:
@@ -219,6 +219,7 @@ class KyoukaiComponent(KyoukaiBaseComponent):
                 ssl=self.ssl_context,
                 uds=self.uds,
                 uds_mode=self.uds_mode,
+                protocol_factory=self.protocol_class(),
             )
         except OSError as exc:
             where = f"unix:{self.uds}" if self.uds else f"{self.ip}:{self.port}"
@@ -232,8 +233,13 @@ class KyoukaiComponent(KyoukaiBaseComponent):
         server, self.server = self.server, None
         await server.stop()
 
+    def protocol_class(self) -> ProtocolFactory:
+        """The protocol each connection starts with: HTTP/1.1, or the one that picks HTTP/1.1
+        or HTTP/2 when ``http2`` is on."""
+        return SelectingProtocol if self.http2 else KyoukaiProtocol
+
     def get_protocol(self, ctx: Context, serv_info: tuple[str, int]) -> asyncio.Protocol:
-        """Build the HTTP/1.1 protocol object for one new connection.
+        """Build the protocol object for one new connection (see :meth:`protocol_class`).
 
         :param ctx: The base context of the requests on the connection.
         :param serv_info: The address and port the server listens on.
@@ -241,4 +247,4 @@ class KyoukaiComponent(KyoukaiBaseComponent):
         if self._state is None:
             scheme = "http" if self.ssl_context is None else "https"
             self._state = ServerState(self.app, self.settings, ctx, url_scheme=scheme)
-        return KyoukaiProtocol(self, ctx, *serv_info, state=self._state)
+        return self.protocol_class()(self, ctx, *serv_info, state=self._state)

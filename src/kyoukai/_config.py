@@ -31,15 +31,19 @@ __all__ = [
 SSL_KEYS = ("enabled", "ssl_certfile", "ssl_keyfile")
 
 
-def build_ssl_context(config: Mapping[str, Any] | ssl.SSLContext | None) -> ssl.SSLContext | None:
+def build_ssl_context(
+    config: Mapping[str, Any] | ssl.SSLContext | None, *, http2: bool = False
+) -> ssl.SSLContext | None:
     """Build the server's TLS context from the ``ssl`` configuration section.
 
     The context has the standard library's secure server defaults and accepts TLS 1.2 or
     newer. A section without ``enabled`` counts as enabled; ``enabled: false`` keeps the
-    server on plain HTTP without reading the files.
+    server on plain HTTP without reading the files. ALPN offers ``h2`` before ``http/1.1``
+    when ``http2`` is on, ``http/1.1`` alone otherwise.
 
     :param config: The section (``enabled``, ``ssl_certfile``, ``ssl_keyfile``), a ready
         :class:`ssl.SSLContext` (returned as is), or ``None`` for plain HTTP.
+    :param http2: Whether the server speaks HTTP/2 too.
     :raises TypeError: If the section has an unknown key or a value of the wrong type.
     :raises ValueError: If the certificate is missing or does not load.
     """
@@ -65,7 +69,7 @@ def build_ssl_context(config: Mapping[str, Any] | ssl.SSLContext | None) -> ssl.
             raise ValueError(f"ssl.{key}: no such file: {os.path.abspath(path)!r}")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     try:
         context.load_cert_chain(certfile, keyfile)
     except ssl.SSLError as exc:

@@ -188,7 +188,8 @@ async def start_server(
     sockets: Iterable[socket.socket] | None = None,
     uds: str | os.PathLike[str] | None = None,
     uds_mode: int | None = None,
-    protocol_factory: ProtocolFactory = KyoukaiProtocol,
+    protocol_factory: ProtocolFactory | None = None,
+    http2: bool | None = None,
     **server_options: Any,
 ) -> KyoukaiServer:
     """Listen on ``ip:port`` (or on ``sockets``, or a Unix socket) with the built-in server, in
@@ -209,7 +210,11 @@ async def start_server(
         when the server stops.
     :param uds_mode: The permissions of the socket file (such as ``0o660``); the umask's
         if omitted.
-    :param protocol_factory: What builds each connection's protocol (HTTP/1.1 by default).
+    :param protocol_factory: What builds each connection's protocol (by default HTTP/1.1,
+        or HTTP/1.1 and HTTP/2 with ``http2``).
+    :param http2: Serve HTTP/2 on the same port too: ALPN ``h2`` over TLS (offered on
+        ``ssl``), prior knowledge and ``Upgrade: h2c`` on cleartext. Defaults to the
+        component's ``http2``.
     :param server_options: Any :class:`~kyoukai.backends._settings.ServerSettings` field.
     :raises TypeError: For an option that is not a setting.
     :return: The running server; ``await server.stop()`` shuts it down.
@@ -217,6 +222,16 @@ async def start_server(
     settings = _resolve_settings(component, server_options)
     if ssl is None and component is not None:
         ssl = getattr(component, "ssl_context", None)
+    if http2 is None:
+        http2 = bool(getattr(component, "http2", False))
+    if protocol_factory is None:
+        protocol_factory = KyoukaiProtocol
+        if http2:
+            from kyoukai.backends._select import ALPN_PROTOCOLS, SelectingProtocol
+
+            protocol_factory = SelectingProtocol
+            if ssl is not None:
+                ssl.set_alpn_protocols(ALPN_PROTOCOLS)
     app.finalize()
     if base_context is None:
         base_context = Context()
@@ -279,20 +294,21 @@ def run_server(
     :param use_uvloop: Whether to use uvloop when it is installed.
     :param uds: A Unix socket to listen on instead of ``ip:port`` (see :func:`start_server`).
     :param uds_mode: The permissions of the socket file.
-    :param server_options: ``ssl`` and any :class:`~kyoukai.backends._settings.ServerSettings`
-        field.
+    :param server_options: ``ssl``, ``http2`` and any
+        :class:`~kyoukai.backends._settings.ServerSettings` field.
     :raises TypeError: For an option that is not a setting (before anything starts).
     :raises SystemExit: If the address cannot be served (in use, no permission).
     """
     options = dict(server_options)
     tls = options.pop("ssl", None)
+    http2 = options.pop("http2", None)
     _resolve_settings(component, options)
     if uds is not None:
         options.update(uds=uds, uds_mode=uds_mode)
     handler = _log_to_console()
     try:
         with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
-            runner.run(_serve_until_signal(app, ip, port, component, tls, options))
+            runner.run(_serve_until_signal(app, ip, port, component, tls, http2, options))
     finally:
         if handler is not None:
             logger.removeHandler(handler)
@@ -341,10 +357,13 @@ async def _serve_until_signal(
     port: int,
     component: Any,
     tls: ssl_module.SSLContext | None,
+    http2: bool | None,
     options: dict[str, Any],
 ) -> None:
     try:
-        server = await start_server(app, ip, port, component=component, ssl=tls, **options)
+        server = await start_server(
+            app, ip, port, component=component, ssl=tls, http2=http2, **options
+        )
     except OSError as exc:
         where = f"unix:{os.fspath(options['uds'])}" if "uds" in options else f"{ip}:{port}"
         raise listen_error(where, exc) from None

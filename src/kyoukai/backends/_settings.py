@@ -20,6 +20,8 @@ KiB = 1024
 MiB = 1024 * KiB
 #: Settings that are not limits, checked on their own.
 _NOT_NUMBERS = frozenset({"forwarded_allow_ips"})
+#: The largest HTTP/2 flow-control window (RFC 9113 section 6.9.1).
+_MAX_WINDOW = 2**31 - 1
 
 #: Every refusal a server makes, and the one status it answers with.
 STATUS_FOR: dict[str, int] = {
@@ -139,6 +141,30 @@ class ServerSettings:
     websocket_close_timeout: float = 10.0
     #: Most open WebSockets on one server; a handshake beyond the cap gets **503**.
     max_websockets: int = 5_000
+    #: HTTP/2: most requests whose handler runs at once on one connection (advertised as
+    #: ``SETTINGS_MAX_CONCURRENT_STREAMS``); a stream beyond it is reset with
+    #: ``REFUSED_STREAM``.
+    h2_max_concurrent_streams: int = 100
+    #: HTTP/2: largest request header list (advertised as ``SETTINGS_MAX_HEADER_LIST_SIZE``),
+    #: and largest compressed header block across ``CONTINUATION`` frames; a larger block ends
+    #: the connection with ``GOAWAY(ENHANCE_YOUR_CALM)``. The header count is
+    #: ``max_header_count`` (**431** beyond it), as on HTTP/1.1.
+    h2_max_header_list_size: int = 64 * KiB
+    #: HTTP/2: requests served on one connection before it is closed gracefully with
+    #: ``GOAWAY(NO_ERROR)`` (clients then open a new one).
+    h2_max_requests: int = 1000
+    #: HTTP/2: the receive window of each stream (request bodies), in bytes.
+    h2_initial_window_size: int = 256 * KiB
+    #: HTTP/2: the receive window of the whole connection, in bytes.
+    h2_connection_window_size: int = 1 * MiB
+    #: HTTP/2: control frames (``PING``, ``SETTINGS``, ``WINDOW_UPDATE``, ``PRIORITY``,
+    #: ``RST_STREAM``, empty ``DATA``) a client may send per 10 seconds; more ends the
+    #: connection with ``GOAWAY(ENHANCE_YOUR_CALM)``.
+    h2_max_control_frames: int = 10_000
+    #: HTTP/2: stream resets per 10 seconds, by the client or provoked from the server
+    #: (refused streams, protocol errors on a stream); more ends the connection with
+    #: ``GOAWAY(ENHANCE_YOUR_CALM)`` (Rapid Reset, MadeYouReset).
+    h2_max_resets: int = 500
 
     def __post_init__(self) -> None:
         check_trusted_proxies(self.forwarded_allow_ips)
@@ -150,6 +176,9 @@ class ServerSettings:
                 raise TypeError(f"server setting {field.name!r} must be a number, not {value!r}")
             if value <= 0:
                 raise ValueError(f"server setting {field.name!r} must be positive, not {value!r}")
+        for name in ("h2_initial_window_size", "h2_connection_window_size"):
+            if getattr(self, name) > _MAX_WINDOW:
+                raise ValueError(f"server setting {name!r} must be at most {_MAX_WINDOW}")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> ServerSettings:

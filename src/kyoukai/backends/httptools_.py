@@ -216,11 +216,7 @@ class KyoukaiProtocol(BodyConnection):
         try:
             self.parser.feed_data(piece)
         except httptools.HttpParserUpgrade as exc:
-            # WebSocket handshakes go to ._ws_http1; other upgrades (h2c) are answered as plain
-            # HTTP/1.1 (RFC 9110 section 7.8 lets a server ignore Upgrade), and parsing goes on.
-            rest = piece[exc.args[0] :] if exc.args else b""
-            if not start_websocket(self, rest) and rest and self._stage is not _DONE:
-                self._feed(rest)
+            self.on_upgrade(piece[exc.args[0] :] if exc.args else b"")
             return
         except _StopParsing:
             return
@@ -253,6 +249,11 @@ class KyoukaiProtocol(BodyConnection):
                 self._quiet += len(piece)
                 if self._quiet >= self._max_head:
                     self.handle_parser_exception(ProtocolError("trailer section too large"))
+
+    def on_upgrade(self, rest: bytes) -> None:
+        """After an ``Upgrade``: WebSockets go to ``_ws_http1``, others stay HTTP/1.1."""
+        if not start_websocket(self, rest) and rest and self._stage is not _DONE:
+            self._feed(rest)
 
     def on_message_begin(self) -> None:
         """Called when a message begins."""

@@ -1,0 +1,282 @@
+"""One HTTP/2 stream's request and response: :class:`H2State`, and the header translations.
+
+A stream's request headers become a :pep:`3333` environ with the one builder every protocol
+uses (:func:`kyoukai.wsgi.build_environ`): ``:authority`` becomes ``Host``, ``Cookie`` crumbs
+are joined with ``"; "`` (RFC 9113 section 8.2.3) and ``SERVER_PROTOCOL`` is ``HTTP/2``. A
+response's headers go out lowercased, without the connection-specific fields HTTP/2 forbids,
+each checked with :func:`kyoukai._head.check_header` (h2 itself lets CR, LF and NUL through),
+with the server's ``Date`` and ``Server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from kyoukai._head import check_header
+from kyoukai._version import SERVER_HEADER
+from kyoukai.backends._decode import ContentDecoder
+from kyoukai.wsgi import build_environ
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
+    from kyoukai.backends.http2 import H2KyoukaiProtocol
+
+__all__ = [
+    "H2State",
+    "create_wsgi_environment",
+    "get_header",
+    "request_environ",
+    "response_headers",
+]
+
+Header = tuple[bytes, bytes]
+
+#: Fields that only mean something on one HTTP/1.1 hop (RFC 9113 section 8.2.2).
+_HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade")
+)
+_SERVER = (b"server", SERVER_HEADER.encode("latin-1"))
+#: Response header pairs already checked and lowercased, as h2 wants them.
+_CHECKED: dict[tuple[str, str], Header] = {}
+_CACHE_CAP = 4096
+_STATUS = {code: (b":status", str(code).encode("ascii")) for code in range(100, 600)}
+
+
+def get_header(headers: Iterable[tuple[Any, Any]], name: str) -> str | None:
+    """Return the value of the header ``name`` (any case) in ``headers``, or ``None``.
+
+    :param headers: ``(name, value)`` pairs, as bytes or text.
+    :param name: The header's name.
+    """
+    wanted = name.lower()
+    for key, value in headers:
+        text = key.decode("latin-1") if isinstance(key, bytes) else key
+        if text.lower() == wanted:
+            return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    return None
+
+
+def request_environ(base: dict[str, Any], headers: Iterable[Header]) -> dict[str, Any]:
+    """Build the environ of a request from its HTTP/2 header list (``wsgi.input`` apart).
+
+    h2 has already refused what RFC 9113 section 8.3 forbids (a missing or repeated
+    pseudo-header, an uppercase name, a connection-specific field).
+
+    :param base: The connection's constant keys; copied, not changed.
+    :param headers: The decoded header list, pseudo-headers first.
+    """
+    method = path = authority = ""
+    fields: list[Header] = []
+    append = fields.append
+    for name, value in headers:
+        if name[:1] == b":":
+            if name == b":method":
+                method = value.decode("latin-1")
+            elif name == b":path":
+                path = value.decode("latin-1")
+            elif name == b":authority":
+                authority = value.decode("latin-1")
+        else:
+            append((name, value))
+    environ = build_environ(base, method, "HTTP/2", path, fields)
+    if authority:
+        environ["HTTP_HOST"] = authority
+    return environ
+
+
+def create_wsgi_environment(r: H2State) -> dict[str, Any]:
+    """Create the WSGI environ of the request a stream carries, its body as ``wsgi.input``.
+
+    :param r: The stream's state.
+    """
+    environ = request_environ(r.protocol.base_environ, r.headers)
+    environ["wsgi.input"] = io.BytesIO(r.body())
+    return environ
+
+
+def response_headers(
+    code: int, headers: Iterable[tuple[str, str]], date: bytes, length: int | None
+) -> list[Header]:
+    """The header list of a response for h2's ``send_headers``, checked and lowercased.
+
+    :param date: The ``Date`` value.
+    :param length: The body's length when it is in memory; it is the ``content-length``.
+    :raises ValueError: If a header is unsafe to send (see :func:`check_header`).
+    """
+    result = [_STATUS.get(code) or (b":status", str(code).encode("ascii"))]
+    has_date = has_server = False
+    checked = _CHECKED
+    for pair in headers:
+        header = checked.get(pair)
+        if header is None:
+            name, value = pair
+            check_header(name, value)
+            header = (name.lower().encode("latin-1"), value.encode("latin-1"))
+            if len(checked) >= _CACHE_CAP:
+                checked.clear()
+            checked[pair] = header
+        key = header[0]
+        if key in _HOP_BY_HOP or (key == b"content-length" and (length is not None or code == 204)):
+            continue  # RFC 9110 section 8.6: no Content-Length on a 204
+        if key == b"date":
+            has_date = True
+        elif key == b"server":
+            has_server = True
+        result.append(header)
+    if length is not None and code != 204 and code != 304:
+        result.append((b"content-length", str(length).encode("ascii")))
+    if not has_date:
+        result.append((b"date", date))
+    if not has_server:
+        result.append(_SERVER)
+    return result
+
+
+class H2State:
+    """What the server holds for one HTTP/2 stream: its request, body and response.
+
+    :param headers: The request's decoded header list.
+    :param stream_id: The stream's id.
+    :param protocol: The connection the stream belongs to.
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_decoder",
+        "_more",
+        "_read",
+        "complete",
+        "deadline",
+        "environ",
+        "headers",
+        "protocol",
+        "received",
+        "response",
+        "response_header_list",
+        "response_status",
+        "stream_id",
+        "task",
+        "window",
+    )
+
+    def __init__(self, headers: list[Header], stream_id: int, protocol: H2KyoukaiProtocol) -> None:
+        self.headers = headers
+        self.stream_id = stream_id
+        self.protocol = protocol
+        #: The request's environ (without ``wsgi.input`` until the body is complete).
+        self.environ: dict[str, Any] = {}
+        #: Whether the client ended the stream (the whole body is in).
+        self.complete = False
+        #: Wire bytes of the body received so far.
+        self.received = 0
+        #: The handler's task, once the request is complete.
+        self.task: asyncio.Task[None] | None = None
+        #: Set when the client opens the send window this stream waits for.
+        self.window: asyncio.Event | None = None
+        #: Loop time by which the stream must make progress (0: none).
+        self.deadline = 0.0
+        #: The application's response, once the handler has returned.
+        self.response: Response | None = None
+        #: What :meth:`start_response` received.
+        self.response_status = ""
+        self.response_header_list: list[tuple[str, str]] = []
+        self._chunks: list[bytes] = []
+        self._read = 0
+        self._decoder: ContentDecoder | None = None
+        self._more: asyncio.Event | None = None
+
+    def use_decoder(self, decoder: ContentDecoder) -> None:
+        """Decode the body with ``decoder`` as it arrives (``Content-Encoding``)."""
+        self._decoder = decoder
+
+    def insert_data(self, data: bytes) -> None:
+        """Add a piece of the request body, as it came off the stream.
+
+        :raises ~kyoukai.backends._settings.ProtocolError: If the decoded body breaks its
+            limit or cannot be decoded.
+        """
+        if self._decoder is not None:
+            data = self._decoder.feed(data)
+        if data:
+            self._chunks.append(data)
+        if self._more is not None:
+            self._more.set()
+
+    def end(self) -> None:
+        """The client ended the stream: the body is complete.
+
+        :raises ~kyoukai.backends._settings.ProtocolError: If a compressed body is truncated.
+        """
+        self.complete = True
+        if self._decoder is not None:
+            self._decoder.finish()
+        if self._more is not None:
+            self._more.set()
+
+    def body(self) -> bytes:
+        """The whole body received so far, as one piece."""
+        chunks = self._chunks
+        if len(chunks) > 1:
+            chunks[:] = [b"".join(chunks)]
+        return chunks[0] if chunks else b""
+
+    def get_chunk(self) -> bytes:
+        """Take the next unread piece of the body (``b""`` if none has arrived)."""
+        if self._read < len(self._chunks):
+            chunk = self._chunks[self._read]
+            self._read += 1
+            return chunk
+        return b""
+
+    def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes (all with ``-1``) of the body received and not yet read."""
+        rest = b"".join(self._chunks[self._read :])
+        self._chunks = self._chunks[: self._read]
+        if 0 <= size < len(rest):
+            rest, keep = rest[:size], rest[size:]
+            self._chunks.append(keep)
+        self._chunks.insert(self._read, rest)
+        self._read += 1
+        return rest
+
+    async def read_async(self, to_end: bool = True) -> bytes:
+        """Wait for the body: all of it (``to_end``), or the next piece.
+
+        :return: The unread body (``to_end``) or the next piece; ``b""`` at the end.
+        """
+        while True:
+            if (to_end and self.complete) or (not to_end and self._read < len(self._chunks)):
+                return self.read() if to_end else self.get_chunk()
+            if self.complete:
+                return b""
+            if self._more is None:
+                self._more = asyncio.Event()
+            self._more.clear()
+            await self._more.wait()
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> None:
+        """The WSGI ``start_response`` callable: keep the status and headers to send.
+
+        :param status: The status line, e.g. ``"200 OK"``.
+        :param headers: The response's ``(name, value)`` pairs.
+        :param exc_info: Accepted as WSGI passes it; the server logs errors itself.
+        """
+        self.response_status = status
+        self.response_header_list = list(headers)
+
+    def get_response_headers(self) -> list[Header]:
+        """The header list :meth:`start_response` received, ready for h2's ``send_headers``.
+
+        :raises ValueError: If a header is unsafe to send, or nothing was started.
+        """
+        if not self.response_status:
+            raise ValueError("start_response() has not been called on this stream")
+        code = int(self.response_status.split(" ", 1)[0])
+        date = self.protocol.date_value()
+        return response_headers(code, self.response_header_list, date, None)
