@@ -13,6 +13,7 @@ from werkzeug.routing import Map
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
+import kyoukai
 from kyoukai import Blueprint, HTTPRequestContext, Kyoukai, Route, TestKyoukai
 
 
@@ -486,7 +487,9 @@ async def test_custom_response_class_used_for_errors() -> None:
 
 async def test_default_classes() -> None:
     app = Kyoukai("defaults")
-    assert app.request_class is Request
+    # Werkzeug's request, subclassed for asynchronous body reading (read_async, iter_body).
+    assert app.request_class is kyoukai.Request
+    assert issubclass(app.request_class, Request)
     assert app.response_class is Response
     assert isinstance(app.root, Blueprint)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kyoukai._body import Request as Request
 from kyoukai._version import __version__ as __version__
 from kyoukai.app import Kyoukai as Kyoukai
 from kyoukai.asphalt import HTTPRequestContext as HTTPRequestContext
@@ -16,6 +17,7 @@ __all__ = [
     "HTTPRequestContext",
     "Kyoukai",
     "KyoukaiComponent",
+    "Request",
     "Route",
     "RouteGroup",
     "TestKyoukai",

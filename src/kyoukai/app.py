@@ -18,6 +18,8 @@ from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAll
 from werkzeug.routing import Map, RequestRedirect, WebsocketMismatch
 from werkzeug.wrappers import Request, Response
 
+from kyoukai._body import BODY_ENVIRON_KEY, check_length, close_body, stream_from_memory
+from kyoukai._body import Request as StreamingRequest
 from kyoukai._context import (
     ConnectionLostEvent,
     ConnectionMadeEvent,
@@ -71,10 +73,14 @@ class Kyoukai(MethodShortcuts):
         request contexts.
     :param debug: Answer unexpected errors with their traceback (see :attr:`debug`). For
         development only: it shows source code and file paths to anyone who gets an error.
+    :param max_body_size: The largest request body the application's routes take, in bytes,
+        unless a blueprint or route sets its own (the root blueprint's limit); ``None`` leaves
+        the server's ``max_body_size``, which bounds every limit.
     """
 
-    #: The class requests are built with.
-    request_class: type[Request] = Request
+    #: The class requests are built with: Werkzeug's, with the asynchronous body reading of
+    #: :class:`kyoukai._body.Request` (``read_async``, ``iter_body``).
+    request_class: type[Request] = StreamingRequest
     #: The class responses are built with.
     response_class: type[Response] = Response
     #: The class request contexts are built with.
@@ -106,6 +112,7 @@ class Kyoukai(MethodShortcuts):
         response_class: type[Response] | None = None,
         context_class: type[HTTPRequestContext] | None = None,
         debug: bool = False,
+        max_body_size: int | None = None,
     ) -> None:
         #: The name of the application.
         self.name = application_name
@@ -128,7 +135,9 @@ class Kyoukai(MethodShortcuts):
             self.response_class = response_class
         if context_class is not None:
             self.context_class = context_class
-        self._root = Blueprint(application_name, host_matching=host_matching, host=host)
+        self._root = Blueprint(
+            application_name, host_matching=host_matching, host=host, max_body_size=max_body_size
+        )
         # Bound signals are looked up once; a request only checks for listeners.
         self._on_matched = self.route_matched
         self._on_invoked = self.route_invoked
@@ -291,8 +300,24 @@ class Kyoukai(MethodShortcuts):
                         raise UpgradeRequired()
                     response = await serve_websocket(ctx, route, params, channel)
                 else:
+                    body = environ.get(BODY_ENVIRON_KEY)
+                    if body is not None:
+                        # The body is bounded before anything asks the client for it.
+                        limit = route.body_limit()
+                        if limit is not None:
+                            body.set_limit(limit)
+                    elif "CONTENT_LENGTH" in environ:
+                        check_length(environ["CONTENT_LENGTH"], route.body_limit())
+                        if route.stream_body:
+                            stream_from_memory(environ)  # the same API, however the body came
                     pre_hooks, post_hooks = route.resolved_hooks()
-                    response = await route.invoke_function(ctx, pre_hooks, post_hooks, params)
+                    response = await route.invoke_function(
+                        ctx,
+                        pre_hooks,
+                        post_hooks,
+                        params,
+                        load=body is not None and not route.stream_body,
+                    )
                 if self._on_returned.listeners:
                     self._on_returned.dispatch(ctx=ctx, result=response)
         except Exception as exc:
@@ -300,6 +325,8 @@ class Kyoukai(MethodShortcuts):
             response = await self.handle_httpexception(ctx, exc, environ)
         finally:
             torn_down = not ctx.deactivate(token) or await self._tear_down(ctx)
+        if BODY_ENVIRON_KEY in environ:
+            close_body(request)
         if not torn_down:
             # A request-scoped resource failed to clean up (a database commit, say): the
             # client must not be told that all went well.

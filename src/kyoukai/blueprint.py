@@ -47,6 +47,7 @@ class Blueprint(MethodShortcuts, HookHolder):
         Implied when any blueprint in the tree has a ``host``.
     :param host: The host this blueprint's routes answer; inherited by children that do not
         set their own. ``None`` answers every host.
+    :param max_body_size: Bytes of request body its routes take; ``None`` inherits the parent's.
     """
 
     def __init__(
@@ -57,8 +58,9 @@ class Blueprint(MethodShortcuts, HookHolder):
         *,
         host_matching: bool = False,
         host: str | None = None,
+        max_body_size: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(max_body_size)
         #: The name of the blueprint.
         self.name = name
         self._prefix = prefix

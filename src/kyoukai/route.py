@@ -11,6 +11,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.routing import Rule, Submount
 from werkzeug.wrappers import Response
 
+from kyoukai._body import load_body
 from kyoukai._context import HTTPRequestContext
 from kyoukai._hooks import HookHolder, check_hook_type
 from kyoukai._types import Handler, HookType
@@ -99,6 +100,11 @@ class Route(HookHolder):
     :param do_argument_checking: Check that path parameters fit the handler's signature, and
         convert them to the handler's annotations.
     :param endpoint: A custom endpoint name for URL building, instead of ``blueprint.function``.
+    :param stream_body: Let the handler read the request body as it arrives
+        (``ctx.request.iter_body()``, ``ctx.request.read_async()``) instead of having it
+        loaded before it runs.
+    :param max_body_size: The largest request body this route takes, in bytes (on the wire
+        and decoded); ``None`` inherits its blueprint's. A larger body gets **413**.
     :param websocket: A WebSocket route: the handler is ``handler(ctx, ws, **path_params)``
         and its paths answer WebSocket handshakes only (see :mod:`kyoukai.websocket`).
     """
@@ -111,11 +117,13 @@ class Route(HookHolder):
         should_invoke_hooks: bool = True,
         do_argument_checking: bool = True,
         endpoint: str | None = None,
+        stream_body: bool = False,
+        max_body_size: int | None = None,
         websocket: bool = False,
     ) -> None:
         if not callable(function):
             raise TypeError(f"a route needs a callable, not {function!r}")
-        super().__init__()
+        super().__init__(max_body_size)
         self._callable = function
         #: Run the blueprint hooks child-to-parent instead of parent-to-child.
         self.reverse_hooks = reverse_hooks
@@ -125,6 +133,8 @@ class Route(HookHolder):
         self.do_argument_checking = do_argument_checking
         #: The custom endpoint name, if one was given.
         self.endpoint = endpoint
+        #: The handler reads the request body itself, as it arrives.
+        self.stream_body = stream_body
         #: ``True`` for a WebSocket route (its handler also takes the ``ws`` session).
         self.websocket = websocket
         #: ``(routing_url, methods)`` pairs this route is reachable under.
@@ -195,6 +205,16 @@ class Route(HookHolder):
             )
             for url, methods in self.routes
         ]
+
+    def body_limit(self) -> int | None:
+        """The body limit of this route: its own ``max_body_size``, else that of the nearest
+        blueprint above that sets one; ``None`` leaves the server's."""
+        if self.max_body_size is not None:
+            return self.max_body_size
+        bp = self.bp
+        while bp is not None and bp.max_body_size is None:
+            bp = bp.parent
+        return bp.max_body_size if bp is not None else None
 
     def get_submount(self) -> Submount:
         """A :class:`~werkzeug.routing.Submount` holding this route's rules (no prefix)."""
@@ -310,6 +330,7 @@ class Route(HookHolder):
         params: Mapping[str, Any],
         args: Iterable[Any] = (),
         default_status: int | None = None,
+        load: bool = False,
     ) -> Response:
         """Run the hooks given and the handler.
 
@@ -320,6 +341,8 @@ class Route(HookHolder):
         :param args: Positional arguments for the handler after ``ctx``.
         :param default_status: The status of a response built from a bare body (error handlers
             use the error's code).
+        :param load: Load a streamed request body after the pre hooks, before the handler
+            (see :func:`kyoukai._body.load_body`).
         """
         for hook in pre_hooks:
             new_ctx = hook(ctx)
@@ -333,6 +356,8 @@ class Route(HookHolder):
                     )
                 _adopt_context(ctx, new_ctx)
                 ctx = new_ctx
+        if load:
+            await load_body(ctx.request.environ)
         if params:
             kwargs = params
             if self.do_argument_checking and self._get_signature().converters:

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from asphalt.core import Context
 from werkzeug.wrappers import Response
 
+from kyoukai._body import BODY_ENVIRON_KEY, BodyInput, MemoryBody
 from kyoukai._testing_ws import (
     HANDSHAKE_HEADERS,
     WebSocketConnect,
@@ -114,7 +115,8 @@ class TestKyoukai(Kyoukai):
         :param headers: The request headers.
         :param url: The path and query string, e.g. ``"/users/1?full=yes"``.
         :param method: The request method.
-        :param body: The request body.
+        :param body: The request body. It reaches the application as on a server: bounded by
+            the route's ``max_body_size``, loaded before the handler or streamed to it.
         """
         request = self.request_class(self.build_environ(headers, url, method, body))
         if self.base_context is None:
@@ -145,6 +147,10 @@ class TestKyoukai(Kyoukai):
         environ = to_wsgi_environment(header_pairs, method.upper(), url, "1.1", body)
         environ["REMOTE_ADDR"] = "127.0.0.1"
         environ["REMOTE_PORT"] = "0"
+        if body and type(self).process_request is Kyoukai.process_request:
+            # The body arrives as on a server: bounded by the route, streamed or loaded.
+            channel = environ[BODY_ENVIRON_KEY] = MemoryBody(body)
+            environ["wsgi.input"] = BodyInput(channel)
         return environ
 
     def websocket_connect(

@@ -17,7 +17,10 @@ from kyoukai.backends._server import KyoukaiServer
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """Run every server test on both loops the server supports: asyncio's and uvloop's."""
+    """Run every server test on both loops the server supports: asyncio's and uvloop's (on
+    uvloop alone, the default, when marked ``one_loop``)."""
+    if item.get_closest_marker("one_loop") is not None:
+        return {"uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 

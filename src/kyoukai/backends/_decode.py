@@ -108,6 +108,10 @@ class ContentDecoder:
         """False when every coding was ``identity``: the body passes through untouched."""
         return bool(self._stages)
 
+    def lower_limit(self, limit: int) -> None:
+        """Bound the decoded body at ``limit`` from now on (a route's limit, once routed)."""
+        self._limit = min(self._limit, limit)
+
     def feed(self, data: bytes) -> bytes:
         """Decode the next piece of the body.
 

@@ -26,6 +26,8 @@ from kyoukai.wsgi import close_iter, response_parts
 if TYPE_CHECKING:
     import asyncio
 
+    from kyoukai.backends._inbound import BodyStream
+
 __all__ = [
     "PROTOCOLS",
     "Cycle",
@@ -140,12 +142,14 @@ class Stage(enum.Enum):
 class Cycle:
     """One request on the connection, from its parsed head to its written response."""
 
-    __slots__ = ("environ", "http10", "keep_alive", "raw", "response", "task")
+    __slots__ = ("body", "environ", "http10", "keep_alive", "raw", "response", "task")
 
     def __init__(self, environ: dict[str, Any] | None, keep_alive: bool, http10: bool) -> None:
         self.environ = environ
         self.keep_alive = keep_alive
         self.http10 = http10
+        #: The request body as it arrives, for a request that has one.
+        self.body: BodyStream | None = None
         #: The application's response, once the handler has returned.
         self.response: Response | None = None
         #: Bytes to send instead of a response (a refusal); always the last on the connection.

@@ -36,7 +36,13 @@ def _pair(token: Any, response: Response) -> tuple[Any, Response]:
     return token, response
 
 
-__all__ = ["APPLICATION_SETTINGS", "Lifecycle", "RequestBody", "application_settings"]
+__all__ = [
+    "APPLICATION_SETTINGS",
+    "Lifecycle",
+    "RequestBody",
+    "application_settings",
+    "body_decoder",
+]
 
 logger = logging.getLogger("kyoukai")
 
@@ -184,6 +190,27 @@ def _component_settings(root: Any, app: Kyoukai) -> ServerSettings | None:
     return None
 
 
+def body_decoder(environ: dict[str, Any], settings: ServerSettings) -> ContentDecoder | None:
+    """Check a request's declared body against ``max_body_size``; the decoder of its
+    ``Content-Encoding``, if it has one.
+
+    :raises ProtocolError: 413 if the declared length is over the limit, 415 for an unknown
+        coding, 400 for a bad ``Content-Length``.
+    """
+    declared = environ.get("CONTENT_LENGTH")
+    if declared:
+        if not declared.isdigit() or not declared.isascii():
+            raise ProtocolError("malformed request", "invalid Content-Length")
+        if int(declared) > settings.max_body_size:
+            raise ProtocolError("body too large")
+    coding = environ.get("HTTP_CONTENT_ENCODING")
+    if coding is not None:
+        decoder = ContentDecoder(coding, settings.max_body_size, settings.max_content_codings)
+        if decoder.active:
+            return decoder
+    return None
+
+
 class RequestBody:
     """A request body collected piece by piece, within ``max_body_size`` (on the wire and
     decoded) and decoded from its ``Content-Encoding``.
@@ -199,19 +226,8 @@ class RequestBody:
 
     def __init__(self, environ: dict[str, Any], settings: ServerSettings) -> None:
         self._environ = environ
-        self._limit = limit = settings.max_body_size
-        declared = environ.get("CONTENT_LENGTH")
-        if declared:
-            if not declared.isdigit() or not declared.isascii():
-                raise ProtocolError("malformed request", "invalid Content-Length")
-            if int(declared) > limit:
-                raise ProtocolError("body too large")
-        self._decoder: ContentDecoder | None = None
-        coding = environ.get("HTTP_CONTENT_ENCODING")
-        if coding is not None:
-            decoder = ContentDecoder(coding, limit, settings.max_content_codings)
-            if decoder.active:
-                self._decoder = decoder
+        self._limit = settings.max_body_size
+        self._decoder = body_decoder(environ, settings)
         self._parts: list[bytes] = []
         self._size = 0
 

@@ -77,8 +77,19 @@ class ServerSettings:
     #: they arrive, before the parser buffers them; larger gets **431**.
     max_head_size: int = 32 * KiB
     #: Largest request body, counted on the wire for ``Content-Length`` and chunked bodies
-    #: alike, and again after ``Content-Encoding`` is decoded; larger gets **413**.
+    #: alike, and again after ``Content-Encoding`` is decoded; larger gets **413**. It bounds
+    #: the ``max_body_size`` of every blueprint and route, and applies where they set none:
+    #: a declared length over it is refused before routing, one over the route's after.
     max_body_size: int = 16 * MiB
+    #: Bytes of a request body the server holds for a handler that reads it slower than it
+    #: arrives; past it, the server stops reading from the client until the handler catches up.
+    body_buffer_size: int = 256 * KiB
+    #: Largest non-file field of a ``multipart/form-data`` or urlencoded form that Werkzeug's
+    #: form parser keeps in memory; larger gets **413**. Uploaded files go to temporary files
+    #: past 500 KiB whatever their size.
+    max_form_memory_size: int = 500 * KiB
+    #: Most parts of a ``multipart/form-data`` body; more gets **413**.
+    max_form_parts: int = 1000
     #: Most stacked ``Content-Encoding`` codings the server decodes; more gets **415**, as does
     #: any coding other than ``gzip``, ``deflate`` and ``identity``.
     max_content_codings: int = 2

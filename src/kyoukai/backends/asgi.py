@@ -6,9 +6,11 @@ gives the ASGI application of a whole Asphalt configuration, whose components st
 with the server's lifespan.
 
 Strategy, per ``http`` scope: the environ comes from the scope through the one builder
-(:func:`kyoukai.wsgi.build_environ`); the body is read from ``receive`` as it arrives, within
-``max_body_size`` (413 past it) and decoded from its ``Content-Encoding``; the application is
-called through :class:`~kyoukai.backends._exchange.Exchange`; a body in memory goes out in one
+(:func:`kyoukai.wsgi.build_environ`); the body is pulled from ``receive`` by the application
+as it reads it (``ReceivedBody``, the same channel API the built-in server feeds), within
+``max_body_size`` and the route's limit (413 past them) and decoded from its
+``Content-Encoding``; the application is called through
+:class:`~kyoukai.backends._exchange.Exchange`; a body in memory goes out in one
 message, a streamed one piece by piece with ``more_body`` while a second task waits for
 ``http.disconnect``, which stops the stream (its generator is cancelled and closed).
 
@@ -29,10 +31,14 @@ from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
 from asphalt.core import Context
+from werkzeug.exceptions import ClientDisconnected
 
+from kyoukai._body import BODY_ENVIRON_KEY, BodyInput
 from kyoukai._head import check_header
+from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._flow import iter_body
-from kyoukai.backends._lifecycle import Lifecycle, RequestBody, application_settings
+from kyoukai.backends._inbound import http_error
+from kyoukai.backends._lifecycle import Lifecycle, application_settings, body_decoder
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.backends._ws_asgi import ASGIChannel
 from kyoukai.websocket import WEBSOCKET_ENVIRON_KEY
@@ -199,13 +205,14 @@ class ASGIAdapter:
             environ["wsgi.input"] = io.BytesIO()
         else:
             try:
-                body = await self._read_body(environ, receive)
+                channel = ReceivedBody(environ, receive, self._lifecycle.settings)
             except ProtocolError as exc:
                 await self._refuse(send, exc)
                 return
-            if body is None:
-                return  # the client left before its body was complete
-            environ["wsgi.input"] = io.BytesIO(body)
+            # The application pulls the body as it reads it (bounded by the route, after
+            # routing and the pre-request hooks): pulling is the back-pressure.
+            environ[BODY_ENVIRON_KEY] = channel
+            environ["wsgi.input"] = BodyInput(channel)
         server = scope.get("server")
         await exchange.serve(
             (environ, receive, send), environ, None if server is None else tuple(server)
@@ -245,19 +252,6 @@ class ASGIAdapter:
             environ["REMOTE_PORT"] = str(port)
         return environ
 
-    async def _read_body(self, environ: dict[str, Any], receive: Receive) -> bytes | None:
-        """The request body, read as it arrives; ``None`` if the client disconnected first."""
-        body = RequestBody(environ, self._lifecycle.settings)
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None
-            data = message.get("body")
-            if data:
-                body.feed(data)
-            if not message.get("more_body", False):
-                return body.finish()
-
     async def _refuse(self, send: Send, exc: ProtocolError) -> None:
         logger.info("Refused a request: %s", exc)
         data = f"{exc.status} {HTTPStatus(exc.status).phrase}: {exc.problem}\n".encode()
@@ -279,6 +273,10 @@ class ASGIAdapter:
         environ, receive, send = token
         code = response.status_code
         headers, body, stream = response_parts(response, environ, code)
+        channel = environ.get(BODY_ENVIRON_KEY)
+        if type(channel) is ReceivedBody and channel.gone:
+            await _discard(stream)  # the client left before its body was complete
+            return
         try:
             raw = _encode_headers(headers)
         except ValueError:
@@ -368,3 +366,64 @@ async def _pump(stream: Any, send: Send) -> None:
 async def _wait_for_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+class ReceivedBody:
+    """The :class:`~kyoukai._body.BodyChannel` of an ASGI request: ``http.request`` messages
+    pulled from ``receive`` as the application reads, counted against the limit on the wire
+    and decoded under it.
+
+    :raises ProtocolError: As the built-in server refuses a head: 413 for a declared length
+        over ``max_body_size``, 415 for an unknown coding, 400 for a bad ``Content-Length``.
+    """
+
+    __slots__ = ("_decoder", "_done", "_limit", "_receive", "gone", "length", "received")
+
+    def __init__(self, environ: dict[str, Any], receive: Receive, settings: Any) -> None:
+        self._decoder: ContentDecoder | None = body_decoder(environ, settings)
+        self._receive = receive
+        self._limit: int = settings.max_body_size
+        self._done = False
+        declared = environ.get("CONTENT_LENGTH")
+        #: The declared length on the wire, or ``None``.
+        self.length = int(declared) if declared and self._decoder is None else None
+        #: Wire bytes received so far.
+        self.received = 0
+        #: The client disconnected before its body was complete.
+        self.gone = False
+        if self._decoder is not None:
+            # The application gets the decoded body, whose length nobody knows yet.
+            del environ["HTTP_CONTENT_ENCODING"]
+            environ.pop("CONTENT_LENGTH", None)
+
+    def set_limit(self, limit: int) -> None:
+        if limit >= self._limit:
+            return
+        self._limit = limit
+        if self._decoder is not None:
+            self._decoder.lower_limit(limit)
+        if max(self.length or 0, self.received) > limit:
+            raise http_error(ProtocolError("body too large", f"over {limit} bytes"))
+
+    async def receive(self) -> bytes:
+        while not self._done:
+            message = await self._receive()
+            if message["type"] != "http.request":
+                self._done = self.gone = True
+                raise ClientDisconnected()
+            data = message.get("body") or b""
+            self._done = not message.get("more_body", False)
+            self.received += len(data)
+            try:
+                if self.received > self._limit:
+                    raise ProtocolError("body too large")
+                if self._decoder is not None:
+                    data = self._decoder.feed(data)
+                    if self._done:
+                        self._decoder.finish()
+            except ProtocolError as exc:
+                self._done = True
+                raise http_error(exc) from None
+            if data:
+                return data
+        return b""

@@ -15,15 +15,22 @@ back; ``Kyoukai.start()`` and ``Kyoukai.run()`` listen with it
 #   ``_pipeline``; handlers of pipelined requests run concurrently, but only the cycle at the
 #   head of the pipeline is written, and whoever finishes the head (its own task, or the task
 #   that wrote the one before) goes on to write the next cycles that are ready.
-# * Reading pauses only when ``max_pipelined_requests`` cycles wait for their response; the
-#   bytes already received then stay unparsed in ``_unparsed`` until the queue shrinks. A slow
-#   reader does not pause reading: write back-pressure makes the writer wait in
-#   ``FlowControl.drain`` instead, and the queue bound caps what piles up meanwhile. After a
-#   refusal the connection keeps reading but discards everything (lingering close).
+# * A request starts its handler when it is complete, or, if its body did not come with its
+#   head, once the read ends: the body then flows to the handler through a ``BodyStream``
+#   (``_reading``); ``100 Continue`` goes out when the application first receives from it,
+#   after earlier responses, never after the request's own response began.
+# * Reading pauses when ``max_pipelined_requests`` cycles wait for their response, or a handler
+#   leaves ``body_buffer_size`` bytes unread (not counted against the client's body deadline);
+#   the bytes received stay in ``_unparsed`` until then. A slow reader does not pause reading:
+#   the writer waits in ``FlowControl.drain``, and the queue bound caps what piles up. After a
+#   refusal the connection keeps reading but discards everything (lingering close). A body
+#   left unread when its response goes out is drained, or, if it failed or its client waits
+#   for ``100 Continue``, the connection closes after the response (lingering).
 # * Each limit maps to one status (``_settings.STATUS_FOR``): 400 bad framing, 408 timeouts,
 #   413 body, 414 request line, 415 content coding, 431 head, 501 transfer coding, 505 version,
 #   503 over the connection cap. The response to a refused request is the last one on the
-#   connection, and the application never sees that request.
+#   connection, and the application never sees that request; a body the application is
+#   already reading fails with that status instead, so its error handlers answer.
 # * No head longer than ``max_head_size`` reaches the application, and the parser never
 #   buffers more than that of an unfinished one: raw bytes are handed to httptools in pieces
 #   no longer than the limit, and a head that spans pieces is counted as they arrive, before
@@ -42,14 +49,13 @@ import httptools
 from werkzeug.wrappers import Response
 
 from kyoukai._head import error_response
-from kyoukai.backends._connection import Connection
 from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import ClientGone, write_stream
+from kyoukai.backends._h1body import _BODY, _DONE, _HEAD, _IDLE, BodyConnection, _StopParsing
 from kyoukai.backends._http1 import (
     PROTOCOLS,
     Cycle,
-    Stage,
     StreamJob,
     check_transfer_encoding,
     parse_content_length,
@@ -78,12 +84,8 @@ logger = logging.getLogger("kyoukai")
 #: beyond ``max_pipelined_requests``, and how far a fresh head can run before it is counted.
 PARSE_SLICE = 16 * 1024
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: The name of every request's task (asyncio would format a new one per task).
 _TASK_NAME = "kyoukai request"
-
-
-_IDLE, _HEAD, _BODY, _DONE = Stage.IDLE, Stage.HEAD, Stage.BODY, Stage.DONE
 
 
 class Pending(enum.Enum):
@@ -92,11 +94,7 @@ class Pending(enum.Enum):
     DRAIN = "drain"  #: the client must drain the write buffer before more is written
 
 
-class _StopParsing(Exception):
-    """Raised from a parser callback to stop at a request the server will not read."""
-
-
-class KyoukaiProtocol(Connection):
+class KyoukaiProtocol(BodyConnection):
     """The base protocol for Kyoukai using httptools for a HTTP/1.0 or HTTP/1.1 interface.
 
     One instance serves one connection. Requests are parsed as bytes arrive; each complete
@@ -129,24 +127,26 @@ class KyoukaiProtocol(Connection):
         self.app = component.app
         #: The parent context of every request context.
         self.parent_context = parent_context
+        settings = state.settings
         self._exchange = Exchange(
             self.app,
             parent_context,
-            state.settings.handler_timeout,
+            settings.handler_timeout,
             deliver=self._write_ready,
             finish=self._write_rest,
+            form_limits=(settings.max_form_memory_size, settings.max_form_parts),
         )
         self._stage = _IDLE
         self._pipeline: deque[Cycle] = deque()
         #: The httptools parser; it calls the ``on_*`` methods.
         self.parser = httptools.HttpRequestParser(self)
-        settings = state.settings
         self._max_url = settings.max_request_line_size
         self._max_line = settings.max_header_line_size
         self._max_headers = settings.max_header_count
         self._max_head = settings.max_head_size
         self._max_body = settings.max_body_size
         self._max_queue = settings.max_pipelined_requests
+        self._buffer_size = settings.body_buffer_size
         # Deadlines are the coarse clock plus these (ServerState.deadline, without a call).
         self._head_delay = settings.request_timeout + state.slack
         self._body_delay = settings.body_timeout + state.slack
@@ -155,17 +155,21 @@ class KyoukaiProtocol(Connection):
         # and ends within one piece is within the limit without being counted.
         self._slice = min(PARSE_SLICE, settings.max_head_size)
         self._queue_paused = False
+        self._body_paused = False
         self._unparsed: bytes | None = None
         self._continue_pending = False
         self._requests_seen = 0
-        # Per-request parsing state, reset by on_message_begin (head) and _finish_body (body).
+        # Per-request parsing state: the head's is reset by on_message_begin, the body's by
+        # _end_body when there was one.
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._environ: dict[str, Any] | None = None
         self._body: list[bytes] | None = None
         self._body_size = 0
-        self._chunked = False
         self._decoder: ContentDecoder | None = None
+        #: The request whose body streams to its handler, if any.
+        self._reading: Cycle | None = None
+        self._chunked = False
         self._trailers = 0
         # Raw-byte accounting (see the last invariant).
         self._head_bytes = 0
@@ -191,18 +195,20 @@ class KyoukaiProtocol(Connection):
             data, self._unparsed = self._unparsed + data, None
         if stage is _IDLE and len(data) <= self._slice and not self._queue_paused:
             self._feed(data)
-            return
-        pos, end = 0, len(data)
-        while pos < end and self._stage is not _DONE:
-            if self._queue_paused:
-                self._unparsed = data[pos:]
-                return
-            size = self._slice
-            if self._stage is _HEAD:
-                size = min(size, self._max_head - self._head_bytes)
-            piece = data[pos : pos + size] if pos or end > size else data
-            pos += len(piece)
-            self._feed(piece)
+        else:
+            pos, end = 0, len(data)
+            while pos < end and self._stage is not _DONE:
+                if self._queue_paused or self._body_paused:
+                    self._unparsed = data[pos:]
+                    return
+                size = self._slice
+                if self._stage is _HEAD:
+                    size = min(size, self._max_head - self._head_bytes)
+                piece = data[pos : pos + size] if pos or end > size else data
+                pos += len(piece)
+                self._feed(piece)
+        if self._environ is not None and self._stage is _BODY:
+            self._stream_body()  # a body that did not come with its head streams
 
     def _feed(self, piece: bytes) -> None:
         was_head = self._stage is _HEAD
@@ -324,29 +330,17 @@ class KyoukaiProtocol(Connection):
             self.apply_proxy_headers(environ)
         if declared > self._max_body:
             raise ProtocolError("body too large")
-        if (declared or self._chunked) and parser.should_upgrade():
-            # The parser skips the body of an upgrade request; refuse rather than hand the
-            # application an empty body and parse the real one as a request.
-            raise ProtocolError("malformed request", "Upgrade with a request body")
-        coding = environ.get("HTTP_CONTENT_ENCODING")
-        if coding is not None:
-            decoder = ContentDecoder(coding, self._max_body, self._settings.max_content_codings)
-            if decoder.active:
-                self._decoder = decoder
+        if declared or self._chunked:
+            if parser.should_upgrade():
+                # The parser skips the body of an upgrade request; refuse rather than hand the
+                # application an empty body and parse the real one as a request.
+                raise ProtocolError("malformed request", "Upgrade with a request body")
+            self._stage = _BODY
+            self._begin_body(environ)
+            return
         self._environ = environ
         self._stage = _BODY
         self._deadline = self._state.clock + self._body_delay
-        expect = environ.get("HTTP_EXPECT")
-        if (
-            expect is not None
-            and expect.lower() == "100-continue"
-            and environ["SERVER_PROTOCOL"] == "HTTP/1.1"
-        ):
-            # The client waits for this before sending the body; after earlier responses.
-            if self._pipeline:
-                self._continue_pending = True
-            elif self.transport is not None:
-                self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         """Called when part of the body has been received.
@@ -354,16 +348,12 @@ class KyoukaiProtocol(Connection):
         :param body: The body text.
         """
         self._progress = True
-        size = self._body_size + len(body)
-        if size > self._max_body:
-            raise ProtocolError("body too large")
-        self._body_size = size
-        if self._decoder is not None:
-            body = self._decoder.feed(body)
-        if self._body is None:
-            self._body = [body]
-        else:
-            self._body.append(body)
+        reading = self._reading
+        if reading is None:
+            self._buffer_body(body)
+        elif not reading.body.feed(body):  # type: ignore[union-attr]
+            self._body_failed(reading)
+            raise _StopParsing
 
     def on_chunk_complete(self) -> None:
         """Called when a chunk of a chunked body ends: the client is making progress."""
@@ -371,22 +361,32 @@ class KyoukaiProtocol(Connection):
 
     def on_message_complete(self) -> None:
         """Called when a message is complete. This creates the worker task which will begin
-        processing the request."""
-        environ = self._environ
-        assert environ is not None
-        if self._body is None and self._decoder is None and not self._chunked:
-            body = b""  # the usual GET
+        processing the request (one with a body has it already)."""
+        reading = self._reading
+        if reading is None:
+            environ = self._environ
+            assert environ is not None
+            if self._body is None and not self._chunked:
+                body = b""  # the usual GET
+            else:
+                body = self._finish_body(environ)
+            environ["wsgi.input"] = io.BytesIO(body)
+            self._environ = None
+            keep_alive = self._begin_cycle(environ).keep_alive
         else:
-            body = self._finish_body(environ)
-        environ["wsgi.input"] = io.BytesIO(body)
-        self._environ = None
-        self._continue_pending = False
-        keep_alive = self.parser.should_keep_alive() and not self._state.closing
-        cycle = Cycle(environ, keep_alive, environ["SERVER_PROTOCOL"] == "HTTP/1.0")
+            keep_alive = self._end_body(reading)
         self._requests_seen += 1
         self._stage = _IDLE if keep_alive else _DONE
-        pipeline = self._pipeline
-        pipeline.append(cycle)
+        if len(self._pipeline) >= self._max_queue and self._flow is not None:
+            # invariant: reading pauses only for a full pipeline (or an unread body)
+            self._queue_paused = True
+            self._flow.pause_reading()
+
+    def _begin_cycle(self, environ: dict[str, Any]) -> Cycle:
+        """Queue the request of ``environ`` and start its handler."""
+        keep_alive = self.parser.should_keep_alive() and not self._state.closing
+        cycle = Cycle(environ, keep_alive, environ["SERVER_PROTOCOL"] == "HTTP/1.0")
+        self._pipeline.append(cycle)
         loop = self.loop
         # What create_task would do, less its wrapper and the per-task name formatting.
         serve = self._exchange.serve(cycle, environ, self._server_address)
@@ -394,30 +394,7 @@ class KyoukaiProtocol(Connection):
             cycle.task = asyncio.Task(serve, loop=loop, name=_TASK_NAME)
         else:
             cycle.task = loop.create_task(serve)
-        if len(pipeline) >= self._max_queue and self._flow is not None:
-            # invariant: reading pauses only for a full pipeline
-            self._queue_paused = True
-            self._flow.pause_reading()
-
-    def _finish_body(self, environ: dict[str, Any]) -> bytes:
-        """Join the body read, finish decoding it, and reset the body state for the next
-        request. A decoded or de-chunked body gets its real ``Content-Length``."""
-        parts = self._body
-        body = b"".join(parts) if parts is not None else b""
-        if self._decoder is not None:
-            self._decoder.finish()
-            del environ["HTTP_CONTENT_ENCODING"]
-            environ["CONTENT_LENGTH"] = str(len(body))
-        if self._chunked:
-            del environ["HTTP_TRANSFER_ENCODING"]
-            environ["CONTENT_LENGTH"] = str(len(body))
-        self._body = None
-        self._body_size = 0
-        self._chunked = False
-        self._decoder = None
-        self._trailers = 0
-        self._quiet = 0
-        return body
+        return cycle
 
     def handle_parser_exception(self, exc: Exception) -> None:
         """Handles an exception when parsing.
@@ -443,6 +420,13 @@ class KyoukaiProtocol(Connection):
         status = exc.status if isinstance(exc, ProtocolError) else 400  # invariant: one status
         detail = str(exc) if isinstance(exc, ProtocolError) else f"malformed request: {exc}"
         logger.debug("Refusing a request with %d: %s", status, exc)
+        reading = self._reading
+        if reading is not None and reading.body is not None:
+            # The application is reading this body: its error handlers answer.
+            problem = exc if isinstance(exc, ProtocolError) else ProtocolError("malformed request")
+            reading.body.fail(problem)
+            self._body_failed(reading)
+            return
         self._stage = _DONE
         cycle = Cycle(None, False, False)
         cycle.raw = self.refusal(status, detail)
@@ -471,6 +455,8 @@ class KyoukaiProtocol(Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         """Called when the connection closes: cancel handlers still running, wake writers."""
         self._stage = _DONE
+        if self._reading is not None and self._reading.body is not None:
+            self._reading.body.fail(None)
         super().connection_lost(exc)
 
     def read_deadline_passed(self, now: float) -> None:
@@ -479,6 +465,13 @@ class KyoukaiProtocol(Connection):
         if stage is _DONE:
             if not self._pipeline or self._pipeline[0].raw is not None:
                 self._close()  # lingering ended
+            return
+        reading = self._reading
+        if reading is not None and reading.body is not None:
+            if reading.body.abandoned:
+                self._close()  # a body nobody reads any more stopped arriving
+            else:
+                self.refuse(ProtocolError("request body timeout"))
             return
         if self._pipeline:
             return  # a response is owed; the client is waiting on us, not the reverse
@@ -526,12 +519,17 @@ class KyoukaiProtocol(Connection):
             if flow is not None and flow.write_paused:
                 return Pending.DRAIN
             cycle = pipeline[0]
+            if self._continue_pending and cycle is self._reading:
+                self._send_continue()
             if cycle.raw is not None:
                 self._stage = _DONE
                 self._linger(cycle.raw)
                 return None
             if cycle.response is None:
                 return None
+            body = cycle.body
+            if body is not None and (not body.done or body.error is not None):
+                self._settle_body(cycle, body)
             prepared = prepare_response(cycle, self._state.date_line, self._state.closing)
             if isinstance(prepared, StreamJob):
                 return prepared
@@ -543,22 +541,22 @@ class KyoukaiProtocol(Connection):
                 transport.write(more)
             pipeline.popleft()
             if not keep_alive:
-                self._close()
+                self._close_after(cycle)
                 return None
+            if body is not None and not body.finished:
+                body.abandon()  # drained from now on
         if self._closed:
             return None
         if self._queue_paused and len(pipeline) < self._max_queue:
             self._queue_paused = False
             assert flow is not None
-            flow.resume_reading()
-            if self._unparsed is not None:
-                data, self._unparsed = self._unparsed, None
-                self.data_received(data)
+            if not self._body_paused:
+                flow.resume_reading()
+                if self._unparsed is not None:
+                    data, self._unparsed = self._unparsed, None
+                    self.data_received(data)
         if pipeline:
             return None
-        if self._continue_pending:
-            self._continue_pending = False
-            self._raw_write(_CONTINUE)
         if self._stage is _IDLE:
             if self._state.closing:
                 self._close()
@@ -580,10 +578,12 @@ class KyoukaiProtocol(Connection):
                     ok = await write_stream(
                         self.transport, flow, wait.stream, chunked=wait.chunked, length=wait.length
                     )
-                    self._pipeline.popleft()
+                    cycle = self._pipeline.popleft()
                     if not (wait.keep_alive and ok):
-                        self._close()
+                        self._close_after(cycle)
                         return
+                    if cycle.body is not None and not cycle.body.finished:
+                        cycle.body.abandon()
                 wait = self._write_ready()
         except (asyncio.CancelledError, ClientGone):
             pass  # the client went away, or the server is shutting down
