@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from h2.errors import ErrorCodes
 
 from kyoukai._head import check_header
 from kyoukai._version import SERVER_HEADER
 from kyoukai.backends._decode import ContentDecoder
+from kyoukai.backends._settings import ProtocolError
 from kyoukai.wsgi import build_environ
 
 if TYPE_CHECKING:
@@ -32,6 +36,8 @@ __all__ = [
     "request_environ",
     "response_headers",
 ]
+
+logger = logging.getLogger("kyoukai")
 
 Header = tuple[bytes, bytes]
 
@@ -188,6 +194,32 @@ class H2State:
         self._read = 0
         self._decoder: ContentDecoder | None = None
         self._more: asyncio.Event | None = None
+
+    # -- what the connection calls; a stream carrying a WebSocket (._h2ws) differs -----------
+
+    def wake(self) -> None:
+        """The client opened a flow-control window: wake the response waiting for it."""
+        if self.window is not None:
+            self.window.set()
+
+    def cancel(self) -> None:
+        """The stream is reset or the connection is gone: cancel the handler, wake writers."""
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+        self.wake()
+
+    def expired(self, now: float) -> None:
+        """The stream's :attr:`deadline` passed: a client that stopped reading the response
+        is reset (``CANCEL``), a body that stopped arriving is answered **408**."""
+        protocol = self.protocol
+        if self.complete:
+            logger.debug("Resetting stream %d: the client stopped reading", self.stream_id)
+            protocol._reset(self, ErrorCodes.CANCEL)
+        else:
+            protocol._refuse(self, ProtocolError("request body timeout"))
+
+    # -- the request body -----------------------------------------------------------------------
 
     def use_decoder(self, decoder: ContentDecoder) -> None:
         """Decode the body with ``decoder`` as it arrives (``Content-Encoding``)."""

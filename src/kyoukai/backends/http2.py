@@ -47,7 +47,13 @@ from kyoukai.backends._connection import Connection
 from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import ClientGone
-from kyoukai.backends._h2limits import Budget, FloodError, FrameScanner, compression_error
+from kyoukai.backends._h2limits import (
+    Budget,
+    FloodError,
+    FrameScanner,
+    compression_error,
+    initiate,
+)
 from kyoukai.backends._h2send import send_now, send_refusal, send_response
 from kyoukai.backends._h2stream import (
     H2State,
@@ -55,6 +61,7 @@ from kyoukai.backends._h2stream import (
     get_header,
     request_environ,
 )
+from kyoukai.backends._h2ws import H2WebSocket, close_websockets, open_websocket
 from kyoukai.backends._http1 import parse_content_length
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.backends._state import ServerState
@@ -158,34 +165,16 @@ class H2KyoukaiProtocol(Connection):
     # -- the connection -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Called when a connection is made: send the server's preface (SETTINGS).
+        """Called when a connection is made: send the server's preface (SETTINGS, see
+        :func:`~kyoukai.backends._h2limits.initiate`).
 
         :param transport: The transport made by the connection.
         """
         super().connection_made(transport)
         if self._closed:
             return
-        settings = self._settings
-        conn = self.conn
-        local = conn.local_settings
-        streams = settings.h2_max_concurrent_streams
-        local[SettingCodes.MAX_CONCURRENT_STREAMS] = streams
-        local[SettingCodes.MAX_HEADER_LIST_SIZE] = settings.h2_max_header_list_size
-        local[SettingCodes.INITIAL_WINDOW_SIZE] = settings.h2_initial_window_size
-        local.acknowledge()  # these apply to the client's first frames (RFC 9113 section 6.5.3)
-        conn.decoder.max_header_list_size = settings.h2_max_header_list_size
         upgrade = self._upgrade
-        if upgrade is None:
-            conn.initiate_connection()
-        else:
-            conn.initiate_upgrade_connection(upgrade[1])
-        # Advertised: the limit. Enforced here, on streams being served, with REFUSED_STREAM;
-        # h2 ends the connection only for a client past twice the limit in one go.
-        local[SettingCodes.MAX_CONCURRENT_STREAMS] = 2 * streams
-        local.acknowledge()
-        grow = settings.h2_connection_window_size - conn.inbound_flow_control_window
-        if grow > 0:
-            conn.increment_flow_control_window(grow)
+        initiate(self.conn, self._settings, None if upgrade is None else upgrade[1])
         if upgrade is not None:
             self._upgrade = None
             stream = H2State([], 1, self)
@@ -277,7 +266,7 @@ class H2KyoukaiProtocol(Connection):
         except H2Error:
             pass  # a GOAWAY already went out
         for stream in self._streams.values():
-            self._cancel(stream)
+            stream.cancel()
         self._streams.clear()
         # Lingering close: a client still sending would otherwise get a TCP reset that
         # discards the GOAWAY before it is read.
@@ -289,14 +278,15 @@ class H2KyoukaiProtocol(Connection):
         self.close(code)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Called when the connection closes: cancel handlers still running, wake writers."""
+        """Called when the connection closes: cancel handlers still running, wake writers
+        (a WebSocket's handler is told its session ended)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        streams, self._streams = self._streams, {}
         super().connection_lost(exc)
-        for stream in self._streams.values():
-            if stream.window is not None:
-                stream.window.set()
+        for stream in streams.values():
+            stream.cancel()
 
     def _goaway_frame(self, last_stream_id: int) -> None:
         """Send a graceful ``GOAWAY(NO_ERROR)`` h2 does not know of, so streams up to
@@ -331,21 +321,15 @@ class H2KyoukaiProtocol(Connection):
             self._finish()
             return
         nearest = 0.0
+        streams = self._streams
         try:
-            for stream in list(self._streams.values()):
+            for stream in list(streams.values()):
+                if stream.deadline and now >= stream.deadline:
+                    stream.expired(now)
                 deadline = stream.deadline
-                if not deadline:
-                    continue
-                if now >= deadline:
-                    if stream.complete:
-                        logger.debug(
-                            "Resetting stream %d: the client stopped reading", stream.stream_id
-                        )
-                        self._reset(stream, ErrorCodes.CANCEL)
-                    else:
-                        self._refuse(stream, ProtocolError("request body timeout"))
-                elif not nearest or deadline < nearest:
-                    nearest = deadline
+                if deadline and (not nearest or deadline < nearest):
+                    if streams.get(stream.stream_id) is stream:
+                        nearest = deadline
         except FloodError as exc:
             self._fail(exc.code, str(exc))
             return
@@ -369,6 +353,12 @@ class H2KyoukaiProtocol(Connection):
     def pending_tasks(self) -> list[asyncio.Task[None]]:
         """The handler tasks of this connection that have not finished."""
         return [s.task for s in self._streams.values() if s.task is not None and not s.task.done()]
+
+    def abort(self) -> None:
+        """End of the grace period: open WebSockets close with 1001 (going away), the
+        connection closes and the handlers still running are cancelled."""
+        if not close_websockets(self):
+            super().abort()
 
     # -- events -------------------------------------------------------------------------------
 
@@ -404,8 +394,11 @@ class H2KyoukaiProtocol(Connection):
         except ProtocolError as exc:
             self._refuse(stream, exc)
         else:
-            stream.deadline = self._state.deadline(settings.body_timeout)
-            self._watch(stream.deadline)
+            if environ["REQUEST_METHOD"] == "CONNECT":
+                open_websocket(self, stream)  # or refused: this server is no proxy
+            else:
+                stream.deadline = self._state.deadline(settings.body_timeout)
+                self._watch(stream.deadline)
         if self._requests >= settings.h2_max_requests:
             self._goaway_frame(stream_id)
 
@@ -413,6 +406,9 @@ class H2KyoukaiProtocol(Connection):
         """Called when a piece of a request body has been received."""
         size = event.flow_controlled_length
         stream = self._streams.get(event.stream_id)
+        if isinstance(stream, H2WebSocket):
+            stream.data_received(event)
+            return
         if size:
             # The body is bounded by max_body_size, not by withholding window.
             self.conn.acknowledge_received_data(size, event.stream_id)
@@ -431,6 +427,9 @@ class H2KyoukaiProtocol(Connection):
     def stream_complete(self, event: ev.StreamEnded) -> None:
         """Called when the client ended a stream: run the application for its request."""
         stream = self._streams.get(event.stream_id)
+        if isinstance(stream, H2WebSocket):
+            stream.client_ended()
+            return
         if stream is None or stream.complete:
             return
         try:
@@ -457,15 +456,14 @@ class H2KyoukaiProtocol(Connection):
         """Called when a flow-control window has opened again: wake the streams waiting."""
         if event.stream_id:
             stream = self._streams.get(event.stream_id)
-            if stream is not None and stream.window is not None:
-                stream.window.set()
+            if stream is not None:
+                stream.wake()
         else:
             self._wake_all()
 
     def _wake_all(self) -> None:
-        for stream in self._streams.values():
-            if stream.window is not None:
-                stream.window.set()
+        for stream in list(self._streams.values()):
+            stream.wake()
 
     def _settings_changed(self, event: ev.RemoteSettingsChanged) -> None:
         if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
@@ -474,7 +472,7 @@ class H2KyoukaiProtocol(Connection):
     def _stream_reset(self, event: ev.StreamReset) -> None:
         stream = self._streams.pop(event.stream_id, None)
         if stream is not None:
-            self._cancel(stream)
+            stream.cancel()
         self._spend_reset()
 
     def _terminated(self, event: ev.ConnectionTerminated) -> None:
@@ -495,17 +493,11 @@ class H2KyoukaiProtocol(Connection):
         self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
         self._spend_reset()
 
-    def _cancel(self, stream: H2State) -> None:
-        if stream.task is not None and not stream.task.done():
-            stream.task.cancel()
-        if stream.window is not None:
-            stream.window.set()
-
     def _reset(self, stream: H2State, code: ErrorCodes) -> None:
         """Reset a stream we answer no further, cancelling its handler."""
         if self._streams.pop(stream.stream_id, None) is None:
             return
-        self._cancel(stream)
+        stream.cancel()
         try:
             self.conn.reset_stream(stream.stream_id, code)
         except H2Error:
@@ -563,10 +555,15 @@ class H2KyoukaiProtocol(Connection):
     def _deliver(self, stream: H2State, response: Response) -> H2State | None:
         """Send a response that can go out at once; else leave it for :meth:`_finish_stream`."""
         stream.response = response
+        if isinstance(stream, H2WebSocket):
+            return stream.deliver()
         return None if send_now(self, stream) else stream
 
     async def _finish_stream(self, stream: H2State) -> None:
-        await self.sending_loop(stream.stream_id)
+        if isinstance(stream, H2WebSocket):
+            await stream.finish()
+        else:
+            await self.sending_loop(stream.stream_id)
 
     async def sending_loop(self, stream_id: int) -> None:
         """Send the response of stream ``stream_id``: headers, then its body as it comes.
