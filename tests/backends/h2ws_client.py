@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, cast
 
 import h2.events as ev
@@ -115,7 +115,7 @@ class ClientSocket:
                 data = b"".join(self._parts)
                 self.messages.put_nowait(data.decode() if self._text else data)
         if self.auto_answer:
-            asyncio.ensure_future(self.flush())
+            self.connection.spawn(self.flush())
 
 
 class H2WSConnection:
@@ -136,6 +136,8 @@ class H2WSConnection:
         #: What broke the client's reading (a protocol error of the server's), if anything.
         self.error: Exception | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._progress = asyncio.Event()
 
     @classmethod
     async def connect(
@@ -178,12 +180,14 @@ class H2WSConnection:
                 for event in self.conn.receive_data(data):
                     self._dispatch(event)
                 await self.write()
+                self._progress.set()
         except (ConnectionError, ssl.SSLError):
             pass
         except Exception as exc:
             self.error = exc
             raise
         finally:
+            self._progress.set()
             self.lost.set()
             self.window.set()
             for socket in self.sockets.values():
@@ -222,7 +226,7 @@ class H2WSConnection:
         elif isinstance(event, ev.StreamEnded):
             socket.frames.receive_eof()
             if socket.auto_answer:
-                asyncio.ensure_future(socket.flush())
+                self.spawn(socket.flush())
             socket.ended.set()
         elif isinstance(event, ev.StreamReset):
             socket.reset = event.error_code
@@ -261,7 +265,7 @@ class H2WSConnection:
                 await socket.ended.wait()  # the refusal's body, then the stream's end
         accepted = socket.header("sec-websocket-extensions")
         if accepted:
-            [(name, params)] = parse_extension(accepted)
+            [(_, params)] = parse_extension(accepted)
             factory = ClientPerMessageDeflateFactory()
             socket.frames.extensions = [factory.process_response_params(params, [])]
         return socket
@@ -284,6 +288,7 @@ class H2WSConnection:
             while data:
                 size = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
                 if size <= 0:
+                    self._progress.set()  # blocked: what a test may wait for
                     self.window.clear()
                     await self.window.wait()
                     if self.lost.is_set():
@@ -298,12 +303,26 @@ class H2WSConnection:
             self.conn.end_stream(stream_id)
             await self.write()
 
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` beside the reader (answers to the server's frames)."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Until ``condition()`` holds, checked each time the client read or got blocked."""
+        async with asyncio.timeout(TIMEOUT):
+            while not condition():
+                self._progress.clear()
+                await self._progress.wait()
+
     def acknowledge(self, stream_id: int, size: int) -> None:
         self.conn.acknowledge_received_data(size, stream_id)
 
     async def close(self) -> None:
-        if self._reader_task is not None:
-            self._reader_task.cancel()
+        for task in [self._reader_task, *self._tasks]:
+            if task is not None:
+                task.cancel()
         self.writer.close()
         try:
             await self.writer.wait_closed()

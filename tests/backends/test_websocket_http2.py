@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from h2.errors import ErrorCodes
-
 from h2ws_client import TIMEOUT, H2WSConnection, SettingCodes
+
 from kyoukai import HTTPRequestContext, Kyoukai
 from kyoukai.backends._server import KyoukaiServer
 from kyoukai.websocket import WebSocket
@@ -80,13 +80,6 @@ async def connect(h2_server: Callable[..., Awaitable[KyoukaiServer]]) -> AsyncIt
             await connection.close()
 
 
-async def wait_for(condition: Callable[[], bool]) -> None:
-    """Until ``condition()`` holds, checked as the loop runs (never longer than TIMEOUT)."""
-    async with asyncio.timeout(TIMEOUT):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 async def test_settings_advertise_extended_connect(connect: Open) -> None:
     client = await connect()
     assert client.remote_settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] == 1
@@ -139,7 +132,7 @@ async def test_large_messages_cross_both_windows(connect: Open) -> None:
 async def test_the_server_waits_for_a_closed_window(connect: Open) -> None:
     client = await connect(settings={SettingCodes.INITIAL_WINDOW_SIZE: 1000}, ack=False)
     ws = await client.open("/big/100000")
-    await wait_for(lambda: len(ws.frames.reader.buffer) >= 990)
+    await client.wait_until(lambda: len(ws.frames.reader.buffer) >= 990)
     stream = client.conn.streams[ws.stream_id]
     assert stream._inbound_window_manager.current_window_size >= 0  # h2 checks it, too
     assert ws.messages.empty()
@@ -157,7 +150,7 @@ async def test_ping_and_pong(h2_server: Callable[..., Awaitable[KyoukaiServer]])
         await ws.ping(b"are you there")
         async with asyncio.timeout(TIMEOUT):
             assert await ws.pongs.get() == b"are you there"
-        await wait_for(lambda: ws.pings == [b"kyoukai"])  # the server's keep-alive
+        await client.wait_until(lambda: ws.pings == [b"kyoukai"])  # the server's keep-alive
         await ws.send("still open")
         assert await ws.receive() == "still open"
     finally:
@@ -271,7 +264,7 @@ async def test_client_reset_reaches_the_handler(
         async with asyncio.timeout(TIMEOUT):
             await record.closed.wait()
         assert record.closes == [(1006, "")]
-        await wait_for(lambda: server._state.websockets == 0)
+        assert server._state.websockets == 0
         assert (await client.get("/")) == (200, b"http")
     finally:
         await client.close()
@@ -289,7 +282,7 @@ async def test_connection_loss_reaches_the_handler(
     async with asyncio.timeout(TIMEOUT):
         await record.closed.wait()
     assert record.closes == [(1006, "")]
-    await wait_for(lambda: server._state.websockets == 0)
+    assert server._state.websockets == 0
 
 
 async def test_a_slow_handler_withholds_only_the_streams_window(
@@ -297,11 +290,10 @@ async def test_a_slow_handler_withholds_only_the_streams_window(
 ) -> None:
     client = await connect()
     ws = await client.open("/slow")
-    sending = asyncio.ensure_future(
-        asyncio.gather(*(ws.send(b"m" * 20_000) for _ in range(40)))
-    )  # 800,000 bytes: more than the stream's 256 KiB window
+    # 800,000 bytes: more than the stream's 256 KiB window.
+    sending = asyncio.gather(*(ws.send(b"m" * 20_000) for _ in range(40)))
     conn = client.conn
-    await wait_for(lambda: conn.streams[ws.stream_id].outbound_flow_control_window <= 0)
+    await client.wait_until(lambda: conn.streams[ws.stream_id].outbound_flow_control_window <= 0)
     assert not sending.done()
     # The connection's window came back: other streams are served meanwhile.
     assert conn.outbound_flow_control_window > 512 * 1024
@@ -329,7 +321,7 @@ async def test_a_client_that_never_opens_its_window_is_reset(
         ws = await client.open("/big/10000")
         await ws.wait_ended()
         assert ws.reset == ErrorCodes.CANCEL
-        await wait_for(lambda: server._state.websockets == 0)
+        assert server._state.websockets == 0
     finally:
         await client.close()
 
