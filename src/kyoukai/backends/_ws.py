@@ -4,8 +4,8 @@
 the connection go in (:meth:`WebSocketWire.data_received`), messages come out to the
 handler, and what the handler sends goes back as frames. It knows nothing of HTTP: the
 connection that carries it answers the handshake (its :data:`Switch`) and attaches a
-transport, so an HTTP/2 stream (RFC 8441) can carry it as well as an HTTP/1.1 connection
-after its ``101`` (:mod:`._ws_http1`).
+transport: an HTTP/1.1 connection after its ``101`` (:mod:`._ws_http1`), or an HTTP/2 stream
+after its ``200`` (RFC 8441, :mod:`._h2ws`).
 
 ``websockets`` was chosen over ``wsproto`` by measurement (one echoed message, server side,
 this machine): 6.7 µs against 15.3 µs for 32 bytes of text, 20 µs against 150 µs for 64 KiB
