@@ -2,8 +2,10 @@
 
 :class:`H2KyoukaiProtocol` feeds the bytes it receives to h2, dispatches on the type of each
 event h2 returns, and writes what h2 has to send in one flush. Each request (stream) gets one
-task that runs the application through :class:`~kyoukai.backends._exchange.Exchange` and sends
-its response within the stream's and the connection's flow-control windows. The transport
+task, started on its HEADERS, that runs the application through
+:class:`~kyoukai.backends._exchange.Exchange` and sends its response within the stream's and
+the connection's flow-control windows; a request body streams to it as DATA arrives
+(:mod:`kyoukai.backends._h2body`). The transport
 side (server state, back-pressure, deadlines, connection events, shutdown) is
 :class:`~kyoukai.backends._connection.Connection`, as for HTTP/1.1.
 
@@ -24,6 +26,8 @@ HTTP/2 only.
 # * After a graceful GOAWAY (shutdown or ``h2_max_requests``) streams up to its last stream id
 #   are answered and later ones get ``REFUSED_STREAM``; h2's own ``close_connection()`` is not
 #   used then, because its state machine would refuse to send the answers.
+# * A stream's receive window is withheld while its handler leaves ``body_buffer_size`` bytes
+#   of its body unread; the connection's is handed back as DATA arrives (``_h2body``).
 
 from __future__ import annotations
 
@@ -43,10 +47,9 @@ from hpack.exceptions import HPACKError
 from hyperframe.frame import GoAwayFrame
 
 from kyoukai._context import PROTOCOL_ENVIRON_KEY
-from kyoukai.backends._connection import Connection
-from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import ClientGone
+from kyoukai.backends._h2body import BodyH2Connection, H2BodyConnection
 from kyoukai.backends._h2limits import Budget, FloodError, FrameScanner, compression_error
 from kyoukai.backends._h2send import send_now, send_refusal, send_response
 from kyoukai.backends._h2stream import (
@@ -55,7 +58,6 @@ from kyoukai.backends._h2stream import (
     get_header,
     request_environ,
 )
-from kyoukai.backends._http1 import parse_content_length
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.backends._state import ServerState
 
@@ -90,7 +92,7 @@ def _config() -> H2Configuration:
     )
 
 
-class H2KyoukaiProtocol(Connection):
+class H2KyoukaiProtocol(H2BodyConnection):
     """The base protocol for Kyoukai, using h2: one instance serves one HTTP/2 connection.
 
     :param component: The component (or any object with ``app`` and optionally ``settings``)
@@ -124,16 +126,18 @@ class H2KyoukaiProtocol(Connection):
         #: The parent context of every request context.
         self.parent_context = parent_context
         #: h2's state machine for this connection.
-        self.conn = H2Connection(config=_config())
+        self.conn = BodyH2Connection(config=_config())
         self._exchange = Exchange(
             self.app,
             parent_context,
             settings.handler_timeout,
             deliver=self._deliver,
             finish=self._finish_stream,
+            form_limits=(settings.max_form_memory_size, settings.max_form_parts),
         )
         self._streams: dict[int, H2State] = {}
         self._requests = 0
+        self._conn_owed = 0
         #: The last stream id of the graceful GOAWAY sent, or ``None``.
         self._goaway: int | None = None
         self._scanner = FrameScanner(_MAX_FRAME, settings.h2_max_header_list_size)
@@ -192,6 +196,8 @@ class H2KyoukaiProtocol(Connection):
             stream.environ = upgrade[0]
             stream.environ["SERVER_PROTOCOL"] = "HTTP/2"
             stream.environ[PROTOCOL_ENVIRON_KEY] = self
+            stream.environ["wsgi.input"] = io.BytesIO()
+            stream.complete = True
             self._streams[1] = stream
             self._requests = 1
             self._start(stream)
@@ -293,10 +299,11 @@ class H2KyoukaiProtocol(Connection):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        super().connection_lost(exc)
         for stream in self._streams.values():
-            if stream.window is not None:
-                stream.window.set()
+            if stream.body is not None:
+                stream.body.fail(None)
+        super().connection_lost(exc)
+        self._wake_all()
 
     def _goaway_frame(self, last_stream_id: int) -> None:
         """Send a graceful ``GOAWAY(NO_ERROR)`` h2 does not know of, so streams up to
@@ -337,13 +344,11 @@ class H2KyoukaiProtocol(Connection):
                 if not deadline:
                     continue
                 if now >= deadline:
-                    if stream.complete:
+                    if not self._body_late(stream):
                         logger.debug(
                             "Resetting stream %d: the client stopped reading", stream.stream_id
                         )
                         self._reset(stream, ErrorCodes.CANCEL)
-                    else:
-                        self._refuse(stream, ProtocolError("request body timeout"))
                 elif not nearest or deadline < nearest:
                     nearest = deadline
         except FloodError as exc:
@@ -389,64 +394,14 @@ class H2KyoukaiProtocol(Connection):
         try:
             if len(headers) > settings.max_header_count + 4:
                 raise ProtocolError("too many headers")
-            environ = stream.environ = request_environ(self._base_environ, headers)
-            length = environ.get("CONTENT_LENGTH")
-            if length is not None and parse_content_length(length) > settings.max_body_size:
-                raise ProtocolError("body too large")
-            coding = environ.get("HTTP_CONTENT_ENCODING")
-            if coding is not None:
-                decoder = ContentDecoder(
-                    coding, settings.max_body_size, settings.max_content_codings
-                )
-                if decoder.active:
-                    stream.use_decoder(decoder)
-                    del environ["HTTP_CONTENT_ENCODING"]
+            stream.environ = request_environ(self._base_environ, headers)
+            self._begin(stream, event.stream_ended is not None)
         except ProtocolError as exc:
             self._refuse(stream, exc)
-        else:
-            stream.deadline = self._state.deadline(settings.body_timeout)
-            self._watch(stream.deadline)
         if self._requests >= settings.h2_max_requests:
             self._goaway_frame(stream_id)
 
-    def receive_data(self, event: ev.DataReceived) -> None:
-        """Called when a piece of a request body has been received."""
-        size = event.flow_controlled_length
-        stream = self._streams.get(event.stream_id)
-        if size:
-            # The body is bounded by max_body_size, not by withholding window.
-            self.conn.acknowledge_received_data(size, event.stream_id)
-        if stream is None or stream.complete:
-            return
-        stream.received += len(event.data)
-        try:
-            if stream.received > self._settings.max_body_size:
-                raise ProtocolError("body too large")
-            stream.insert_data(event.data)
-        except ProtocolError as exc:
-            self._refuse(stream, exc)
-            return
-        stream.deadline = self._state.deadline(self._settings.body_timeout)
-
-    def stream_complete(self, event: ev.StreamEnded) -> None:
-        """Called when the client ended a stream: run the application for its request."""
-        stream = self._streams.get(event.stream_id)
-        if stream is None or stream.complete:
-            return
-        try:
-            stream.end()
-        except ProtocolError as exc:
-            self._refuse(stream, exc)
-            return
-        environ = stream.environ
-        if stream.received or "CONTENT_LENGTH" in environ:
-            environ["CONTENT_LENGTH"] = str(len(stream.body()))
-        self._start(stream)
-
     def _start(self, stream: H2State) -> None:
-        stream.complete = True
-        stream.deadline = 0.0
-        stream.environ["wsgi.input"] = io.BytesIO(stream.body())
         loop = self.loop
         if loop.get_task_factory() is None:
             stream.task = asyncio.Task(self._handle(stream), loop=loop, name=_TASK_NAME)
@@ -496,6 +451,8 @@ class H2KyoukaiProtocol(Connection):
         self._spend_reset()
 
     def _cancel(self, stream: H2State) -> None:
+        if stream.body is not None:
+            stream.body.fail(None)  # the handler's client went away
         if stream.task is not None and not stream.task.done():
             stream.task.cancel()
         if stream.window is not None:
@@ -558,11 +515,15 @@ class H2KyoukaiProtocol(Connection):
         finally:
             if self._streams.get(stream.stream_id) is stream:
                 del self._streams[stream.stream_id]
+                if not stream.complete:
+                    self._answered(stream)
                 self._after_stream()
 
     def _deliver(self, stream: H2State, response: Response) -> H2State | None:
         """Send a response that can go out at once; else leave it for :meth:`_finish_stream`."""
         stream.response = response
+        if stream.body is not None and not stream.body.finished:
+            stream.body.abandon()  # answered: what still arrives is dropped
         return None if send_now(self, stream) else stream
 
     async def _finish_stream(self, stream: H2State) -> None:
@@ -589,6 +550,7 @@ class H2KyoukaiProtocol(Connection):
         if self._closed:
             raise ClientGone
         stream.deadline = 0.0
+        self._track_body(stream)
 
 
 def __getattr__(name: str) -> Any:
