@@ -14,6 +14,7 @@ from kyoukai.cli import main
 from processes import BIN, EXAMPLES, TIMEOUT, free_port, run_program, wait_until_serving
 
 APP = """
+import logging
 import os
 
 from kyoukai import Kyoukai
@@ -25,6 +26,12 @@ kyk = Kyoukai("cli-test")
 @kyk.route("/")
 async def index(ctx):
     return {"pid": os.getpid(), "version": VERSION}
+
+
+@kyk.route("/warn")
+async def warn(ctx):
+    logging.getLogger("cli-test").warning("careful")
+    return "warned"
 """
 
 KYOUKAI = str(BIN / "kyoukai")
@@ -63,6 +70,11 @@ def client() -> httpx.AsyncClient:
         (["run", "app:kyk", "--workers", "2", "--reload"], "--reload runs one process"),
         (["run", "missing.yml"], "no such configuration file"),
         (["run", "bad.yml"], "unknown Kyoukai configuration key 'prot'"),
+        (
+            ["run", "badlog.yml"],
+            "badlog.yml: its logging section: dictionary doesn't specify a version",
+        ),
+        (["run", "listlog.yml"], "the logging section must be a mapping"),
     ],
 )
 def test_errors_name_what_is_wrong(
@@ -71,6 +83,9 @@ def test_errors_name_what_is_wrong(
     (project / "bad.yml").write_text(
         "component:\n  type: kyoukai.asphalt:KyoukaiComponent\n  app: app:kyk\n  prot: 1\n"
     )
+    good = "component:\n  type: kyoukai.asphalt:KyoukaiComponent\n  app: app:kyk\n"
+    (project / "badlog.yml").write_text(f"{good}logging: {{root: {{level: INFO}}}}\n")
+    (project / "listlog.yml").write_text(f"{good}logging: [INFO]\n")
     with pytest.raises(SystemExit) as exited:
         main(args)
     assert exited.value.code == 2
@@ -173,3 +188,47 @@ async def test_notes_configuration_with_host_and_port_options(tmp_path: Path) ->
             created = await http.post(url + "/notes", json={"title": "cli", "body": "b"})
             assert created.status_code == 201, created.text
     assert (tmp_path / "notes.sqlite").exists()  # the configuration's, in the working directory
+
+
+LOGGING = """
+logging:
+  version: 1
+  formatters:
+    custom:
+      format: "CUSTOM %(levelname)s [%(name)s] %(message)s"
+  handlers:
+    file:
+      class: logging.FileHandler
+      filename: {log}
+      formatter: custom
+  root:
+    level: INFO
+    handlers: [file]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("log_level", [None, "warning"])
+async def test_configuration_logging_section(project: Path, log_level: str | None) -> None:
+    port = free_port()
+    log = project / "kyoukai.log"
+    config = project / "config.yml"
+    config.write_text(
+        "component:\n  type: kyoukai.asphalt:KyoukaiComponent\n  app: app:kyk\n"
+        f"  port: {port}\n" + LOGGING.format(log=log)
+    )
+    args = [KYOUKAI, "run", str(config)]
+    if log_level:
+        args += ["--log-level", log_level]  # over the section's level
+    async with run_program(args, cwd=project) as program:
+        url = f"http://127.0.0.1:{port}"
+        await wait_until_serving(url, program)
+        async with client() as http:
+            assert (await http.get(url + "/warn")).text == "warned"
+        program.signal(2)
+        assert await program.wait_exit() == 0
+    lines = log.read_text().splitlines()
+    assert "CUSTOM WARNING [cli-test] careful" in lines
+    access = [line for line in lines if line.startswith("CUSTOM INFO [kyoukai] GET /warn -> 200")]
+    assert len(access) == (1 if log_level is None else 0), lines
+    assert "careful" not in program.output  # the section's handlers, not stderr

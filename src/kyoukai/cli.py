@@ -18,14 +18,15 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import logging.config
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from kyoukai._config import build_ssl_context, parse_mode, resolve_app
-from kyoukai._deploy import ConfiguredApp, load_config
+from kyoukai._deploy import ConfiguredApp, load_config, read_config
 from kyoukai.backends._server import (
     listen_error,
     loop_factory,
@@ -78,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs = run.add_argument_group("logging")
     logs.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     logs.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
+        "--log-level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="the root logger's level (default info, or a configuration's logging section's)",
     )
     settings = run.add_argument_group("server settings (see docs/server.md)")
     for field in dataclasses.fields(ServerSettings):
@@ -113,9 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Serve as ``args`` (the parsed command line) say, until a signal stops it."""
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args)
     options = {name: getattr(args, name) for name in ServerSettings.field_names()}
     options = {name: value for name, value in options.items() if value is not None}
     try:
@@ -143,6 +144,38 @@ def serve(args: argparse.Namespace) -> int:
     host, port = args.host or "127.0.0.1", 4444 if args.port is None else args.port
     app.run(host, port, ssl=tls, uds=args.uds, uds_mode=uds_mode, **options)
     return 0
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """Set logging up as ``asphalt run`` does: a YAML target's ``logging`` section goes to
+    :func:`logging.config.dictConfig` (a number there is a level; ``null`` leaves logging
+    alone); without one, messages go to stderr at ``INFO``. Loggers that exist already (Kyoukai's,
+    Asphalt's) stay enabled unless the section sets ``disable_existing_loggers``.
+    ``--log-level``, when given, sets the root logger's level last, over what the section
+    says.
+
+    :raises UsageError: If the section is not a valid logging configuration.
+    """
+    section: Any = logging.INFO  # asphalt run's default
+    if _is_configuration(args.target):
+        section = read_config(*check_configuration(args)).get("logging", logging.INFO)
+    if isinstance(section, Mapping):
+        # asphalt run applies the section before the application's modules are imported; the
+        # command has imported Kyoukai (and Asphalt) already, whose loggers stay enabled.
+        section = {"disable_existing_loggers": False, **section}
+        try:
+            logging.config.dictConfig(section)
+        except (AttributeError, ImportError, TypeError, ValueError) as exc:
+            raise UsageError(f"{args.target}: its logging section: {exc}") from None
+    elif isinstance(section, int) and not isinstance(section, bool):
+        logging.basicConfig(level=section, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    elif section is not None:
+        raise UsageError(
+            f"{args.target}: the logging section must be a mapping for "
+            f"logging.config.dictConfig, a level number or null, not {section!r}"
+        )
+    if args.log_level:
+        logging.getLogger().setLevel(args.log_level.upper())
 
 
 def _run_workers(args: argparse.Namespace, options: dict[str, Any], uds_mode: int | None) -> int:
@@ -252,7 +285,9 @@ def _reload(argv: list[str], args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError("--reload needs watchfiles: pip install 'kyoukai[reload]'") from None
     cwd = os.getcwd()
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=(args.log_level or "info").upper(), format="%(levelname)s %(message)s"
+    )
     logger.warning("Reloading on changes under %s: for development only", cwd)
     watch_filter = watchfiles.PythonFilter(extra_extensions=RELOAD_SUFFIXES)
     watchfiles.run_process(
