@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,8 @@ def client() -> httpx.AsyncClient:
         (["run", "app:kyk", "--certfile", "none.pem"], "no such file"),
         (["run", "app:kyk", "--http2", "--workers", "2"], "--http2 is served by one process"),
         (["run", "app:kyk", "--workers", "0"], "--workers must be at least 1"),
+        (["run", "nowhere:app", "--workers", "2"], "cannot import 'nowhere'"),
+        (["run", "app:VERSION", "--workers", "2"], "is 'v1', not a Kyoukai application"),
         (["run", "app:kyk", "--workers", "2", "--reload"], "--reload runs one process"),
         (["run", "missing.yml"], "no such configuration file"),
         (["run", "bad.yml"], "unknown Kyoukai configuration key 'prot'"),
@@ -138,6 +141,27 @@ async def test_run_with_two_workers(project: Path) -> None:
             while seen != booted:
                 answers = await asyncio.gather(*(http.get(url) for _ in range(8)))
                 seen.update(answer.json()["pid"] for answer in answers)
+
+
+@pytest.mark.slow
+async def test_hup_makes_the_workers_load_edited_code(project: Path) -> None:
+    port = free_port()
+    args = [KYOUKAI, "run", "app:kyk", "--port", str(port), "--workers", "2"]
+    async with run_program(args, cwd=project) as program:
+        url = f"http://127.0.0.1:{port}/"
+        await wait_until_serving(url, program)
+        (project / "app.py").write_text(APP.replace('"v1"', '"v2"'))
+        mark = len(program.lines)
+        program.signal(signal.SIGHUP)
+        await program.wait_for_line(r"Worker exiting", after=mark, count=2)  # the old ones
+        serving: set[int] = set()
+        async with asyncio.timeout(TIMEOUT), client() as http:
+            while len(serving) < 2:  # until both new workers answered, each with the new code
+                answers = await asyncio.gather(*(http.get(url) for _ in range(4)))
+                assert {answer.json()["version"] for answer in answers} == {"v2"}
+                serving.update(answer.json()["pid"] for answer in answers)
+        booted = [int(line.rsplit(" ", 1)[1]) for line in program.lines if "Booting" in line]
+        assert len(booted) == 4 and serving == set(booted[2:])  # two workers, two after HUP
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import inspect
 import logging
 import logging.config
 import os
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -190,14 +191,23 @@ def _run_workers(args: argparse.Namespace, options: dict[str, Any], uds_mode: in
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
     if options.pop("http2", False):
         raise UsageError("--http2 is served by one process only here: leave out --workers")
+    # Each worker makes its adapter after the fork: the arbiter never imports the application,
+    # so a worker started after kill -HUP imports the code as it is then.
     if _is_configuration(args.target):
         paths = check_configuration(args)
-        adapter = GunicornAdapter.from_asphalt_config(*paths, **options)
         address = configured_address(*paths)
+
+        def load() -> GunicornAdapter:
+            return GunicornAdapter.from_asphalt_config(*paths, **options)
+
     else:
-        adapter = GunicornAdapter(_load_app(args.target), **options)
+        check_target(args.target)
         address = ("127.0.0.1", 4444)
-    return run_workers(adapter, args, address, uds_mode)
+
+        def load() -> GunicornAdapter:
+            return GunicornAdapter(resolve_app(args.target), **options)
+
+    return run_workers(load, options, args, address, uds_mode)
 
 
 def _tls(args: argparse.Namespace) -> Any:
@@ -210,6 +220,35 @@ def _tls(args: argparse.Namespace) -> Any:
 
 def _is_configuration(target: str) -> bool:
     return target.endswith((".yml", ".yaml")) or Path(target).is_file()
+
+
+#: What :func:`check_target` runs in a throwaway interpreter: exit status 2 and one line for a
+#: target that is not an application, a traceback for code that fails to import.
+_CHECK_TARGET = """\
+import sys
+from kyoukai._config import resolve_app
+try:
+    resolve_app(sys.argv[1])
+except (LookupError, TypeError, ValueError) as exc:
+    print(str(exc).removeprefix("app: "), file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def check_target(target: str) -> None:
+    """Import a ``module:attribute`` target in a throwaway interpreter, with this process's
+    import path, so that a wrong one stops the command with one line while this process never
+    imports the application (and keeps no module of it to hand its workers).
+
+    :raises UsageError: If the target cannot be imported or is not an application.
+    """
+    check = [sys.executable, "-P", "-c", _CHECK_TARGET, target]
+    result = subprocess.run(check, capture_output=True, text=True, check=False)
+    if result.returncode == 2:
+        raise UsageError(result.stderr.strip())
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        raise UsageError(f"cannot load {target!r}: the traceback above says why")
 
 
 def _load_app(target: str) -> Any:
