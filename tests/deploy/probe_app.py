@@ -2,13 +2,14 @@
 
 Run by the servers under test, in their own processes: ``probe_app:app`` is the Kyoukai
 application itself (an ASGI application) and ``probe_app:wsgi`` its WSGI callable. An event
-stream that ends (the client left) prints a line, which the tests read from the server's
-output, whichever worker process served it.
+stream that ends (the client left), and a slow handler that is cancelled and torn down, print
+a line, which the tests read from the server's output, whichever worker process served it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -71,6 +72,18 @@ async def events(ctx: HTTPRequestContext, name: str) -> Response:
             print(f"event stream {name} closed", flush=True)
 
     return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
+
+
+@app.route("/slow/<name>")
+async def slow(ctx: HTTPRequestContext, name: str) -> str:
+    ctx.add_teardown_callback(functools.partial(print, f"slow {name} torn down", flush=True))
+    print(f"slow {name} started", flush=True)
+    try:
+        await asyncio.Event().wait()  # a computation that outlasts the client
+    except asyncio.CancelledError:
+        print(f"slow {name} cancelled", flush=True)
+        raise
+    return "nobody waits for this"
 
 
 #: The WSGI callable, for WSGI hosts.

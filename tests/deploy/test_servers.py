@@ -234,6 +234,24 @@ async def test_probe_streams_bodies_and_environ(server: str) -> None:
         assert "spawned uWSGI worker 2 (" in proc.output and "cores: 2" in proc.output
 
 
+@pytest.mark.parametrize(
+    "asgi_server",
+    sorted(name for name, spec in SERVERS.items() if spec.interface == "asgi" and not spec.http2),
+)
+async def test_a_client_leaving_cancels_a_slow_handler(asgi_server: str) -> None:
+    async with serving(asgi_server, "probe_app:app", HERE) as (proc, client):
+        port = int(str(client.base_url).rpartition(":")[2])
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /slow/left HTTP/1.1\r\nHost: x\r\n\r\n")
+        await proc.wait_for_line("slow left started")
+        writer.close()  # while the handler still computes its in-memory answer
+        await writer.wait_closed()
+        await proc.wait_for_line("slow left cancelled")
+        await proc.wait_for_line("slow left torn down")  # its request context
+        assert (await client.get("/info")).status_code == 200
+    assert "Traceback" not in proc.output and "Exception" not in proc.output, proc.output
+
+
 async def test_uvicorn_root_path_is_the_script_name() -> None:
     port = free_port()
     command = [str(BIN / "uvicorn"), "probe_app:app", "--port", str(port), "--root-path", "/api"]
