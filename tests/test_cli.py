@@ -126,42 +126,40 @@ async def test_python_m_kyoukai_runs_an_app(project: Path) -> None:
         assert await program.wait_exit() == 0
 
 
+async def workers_answering(url: str, count: int, version: str) -> set[int]:
+    """The processes that answer ``url``: concurrent requests on new connections until
+    ``count`` answered, each of them with ``version``."""
+    seen: set[int] = set()
+    async with asyncio.timeout(TIMEOUT), client() as http:
+        while len(seen) < count:
+            answers = await asyncio.gather(*(http.get(url) for _ in range(8)))
+            assert {answer.json()["version"] for answer in answers} == {version}
+            seen.update(answer.json()["pid"] for answer in answers)
+    return seen
+
+
+def booted(lines: list[str]) -> list[int]:
+    """The process ids of the workers gunicorn booted, in order."""
+    return [int(line.rsplit(" ", 1)[1]) for line in lines if "Booting" in line]
+
+
 @pytest.mark.slow
-async def test_run_with_two_workers(project: Path) -> None:
+async def test_two_workers_and_hup_loads_edited_code(project: Path) -> None:
     port = free_port()
     args = [KYOUKAI, "run", "app:kyk", "--port", str(port), "--workers", "2"]
     async with run_program(args, cwd=project) as program:
         url = f"http://127.0.0.1:{port}/"
         await wait_until_serving(url, program)
         await program.wait_for_line("Kyoukai serving cli-test", count=2)
-        booted = {int(line.rsplit(" ", 1)[1]) for line in program.lines if "Booting" in line}
-        assert len(booted) == 2
-        seen: set[int] = set()
-        async with asyncio.timeout(TIMEOUT), client() as http:
-            while seen != booted:
-                answers = await asyncio.gather(*(http.get(url) for _ in range(8)))
-                seen.update(answer.json()["pid"] for answer in answers)
+        assert await workers_answering(url, 2, "v1") == set(booted(program.lines))
 
-
-@pytest.mark.slow
-async def test_hup_makes_the_workers_load_edited_code(project: Path) -> None:
-    port = free_port()
-    args = [KYOUKAI, "run", "app:kyk", "--port", str(port), "--workers", "2"]
-    async with run_program(args, cwd=project) as program:
-        url = f"http://127.0.0.1:{port}/"
-        await wait_until_serving(url, program)
         (project / "app.py").write_text(APP.replace('"v1"', '"v2"'))
         mark = len(program.lines)
         program.signal(signal.SIGHUP)
         await program.wait_for_line(r"Worker exiting", after=mark, count=2)  # the old ones
-        serving: set[int] = set()
-        async with asyncio.timeout(TIMEOUT), client() as http:
-            while len(serving) < 2:  # until both new workers answered, each with the new code
-                answers = await asyncio.gather(*(http.get(url) for _ in range(4)))
-                assert {answer.json()["version"] for answer in answers} == {"v2"}
-                serving.update(answer.json()["pid"] for answer in answers)
-        booted = [int(line.rsplit(" ", 1)[1]) for line in program.lines if "Booting" in line]
-        assert len(booted) == 4 and serving == set(booted[2:])  # two workers, two after HUP
+        await program.wait_for_line(r"Booting worker", after=mark, count=2)
+        new_workers = booted(program.lines[mark:])
+        assert await workers_answering(url, 2, "v2") == set(new_workers)
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """The application the deployment tests serve besides the examples: streams, bodies, environ.
 
-Run by the servers under test, in their own processes: ``probe_app:app`` is the Kyoukai
+Run by the servers under test, in their own processes (with ``tests/`` on the import path,
+for the stream routes it shares with the built-in server tests): ``probe_app:app`` is the Kyoukai
 application itself (an ASGI application) and ``probe_app:wsgi`` its WSGI callable. An event
 stream that ends (the client left), and a slow handler that is cancelled and torn down, print
 a line, which the tests read from the server's output, whichever worker process served it.
@@ -12,15 +13,17 @@ import asyncio
 import functools
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from werkzeug.wrappers import Response
 
 from kyoukai import HTTPRequestContext, Kyoukai
 from kyoukai.backends.uwsgi import uWSGIAdapter
+from stream_routes import add_stream_routes
 
 app = Kyoukai("probe")
+add_stream_routes(app)
 
 
 @app.route("/info")
@@ -38,25 +41,6 @@ async def info(ctx: HTTPRequestContext) -> dict[str, Any]:
 async def echo(ctx: HTTPRequestContext) -> dict[str, Any]:
     data = ctx.request.get_data()
     return {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-@app.route("/stream")
-async def stream(ctx: HTTPRequestContext) -> Response:
-    def generate() -> Iterator[bytes]:
-        for index in range(3):
-            yield f"part {index}\n".encode()
-
-    return Response(generate(), mimetype="text/plain")
-
-
-@app.route("/astream")
-async def astream(ctx: HTTPRequestContext) -> Response:
-    async def generate() -> AsyncIterator[str]:
-        for index in range(3):
-            await asyncio.sleep(0)
-            yield f"data: {index}\n\n"
-
-    return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
 
 
 @app.route("/events/<name>")

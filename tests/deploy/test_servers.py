@@ -119,7 +119,7 @@ async def serving(
     must exit) at the end."""
     spec = SERVERS[name]
     port = free_port()
-    python_path = os.pathsep.join([str(HERE), str(cwd)])
+    python_path = os.pathsep.join([str(HERE), str(HERE.parent), str(cwd)])
     environment = {"PYTHONPATH": python_path, **env}
     async with run_program(spec.command(target, port), cwd=cwd, env=environment) as proc:
         await proc.wait_for_port(port)
@@ -255,7 +255,8 @@ async def test_a_client_leaving_cancels_a_slow_handler(asgi_server: str) -> None
 async def test_uvicorn_root_path_is_the_script_name() -> None:
     port = free_port()
     command = [str(BIN / "uvicorn"), "probe_app:app", "--port", str(port), "--root-path", "/api"]
-    async with run_program(command, cwd=HERE, env={"PYTHONPATH": str(HERE)}) as proc:
+    python_path = os.pathsep.join([str(HERE), str(HERE.parent)])
+    async with run_program(command, cwd=HERE, env={"PYTHONPATH": python_path}) as proc:
         await proc.wait_for_port(port)
         async with httpx.AsyncClient(timeout=TIMEOUT, trust_env=False) as client:
             info = (await client.get(f"http://127.0.0.1:{port}/info")).json()
