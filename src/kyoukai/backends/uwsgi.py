@@ -45,10 +45,11 @@ class uWSGIAdapter(WSGIHost):
     def read_unframed(self, environ: dict[str, Any]) -> Iterator[bytes]:
         """Yield the chunks of a chunked request body: under uWSGI from its chunked input
         API (its ``wsgi.input`` holds nothing of such a body), elsewhere from ``wsgi.input``.
+        A chunk uWSGI cannot read (bad framing, a chunk extension, a chunk over
+        ``--chunked-input-limit``, none within ``--chunked-input-timeout``) refuses the
+        request with **400**.
 
-        :raises ProtocolError: 400 if uWSGI cannot read a chunk (bad framing, a chunk
-            extension, a chunk over ``--chunked-input-limit``, or none within
-            ``--chunked-input-timeout``).
+        :param environ: The request's environ.
         """
         if "uwsgi.version" not in environ:
             yield from super().read_unframed(environ)
