@@ -72,11 +72,12 @@ _EXTERNAL = (
 nitpick_ignore_regex = [
     (r"py:.*", _EXTERNAL),
     (r"py:.*", r"kyoukai\.(\w+\.)*_\w+(\..*)?"),
-    # Annotations that name a class imported only for type checking, or a private alias.
+    # Annotations that name a class imported only for type checking, a private class or
+    # alias, or a typeshed alias in a base class's signature (Werkzeug's ``Request``).
     (
         r"py:class",
         r"Context|Rule|ServerState|ServerSettings|KyoukaiServer|RouteDecorator|ConfigSource"
-        r"|Response|MaxAge|Header",
+        r"|Response|MaxAge|Header|BodyStream|WSGIEnvironment",
     ),
 ]
 html_theme = "furo"

@@ -121,6 +121,11 @@ def check(map_: Map, adapter: MapAdapter, domain: str, path: str, method: str) -
     """Compare the two answers; return what Werkzeug said (for coverage counts)."""
     fast = _matcher_of(map_).match(domain, path, method, False)
     expected = werkzeug_answer(adapter, path, method)
+    leaf = _matcher_of(map_).match_leaf(path, method) if domain == "" else None
+    if leaf is not None:
+        # The shortcut answers only with the walk's own match.
+        assert fast == leaf, (path, method, leaf, fast)
+        assert [type(v) for v in leaf[1].values()] == [type(v) for v in fast[1].values()]
     if isinstance(fast, tuple):
         assert expected[0] == "match", (path, method, fast, expected)
         assert fast[0] is expected[1]
@@ -248,3 +253,41 @@ def test_werkzeug_keeps_what_it_must_answer() -> None:
     assert fast.match("", "/page/1", "GET", False) is UNSURE  # a redirect to the default
     assert fast.match("", "/a/", "GET", True) is UNSURE  # a WebSocket request
     assert fast.match("", "/e/4", "GET", False) == (map_._rules[2], {"n": 4})
+
+
+def test_leaf_answers_one_parameter_after_a_static_prefix() -> None:
+    rule_set = [
+        Rule("/user/<int:id>", methods=["GET"], endpoint="user"),
+        Rule("/user/<int:id>", methods=["POST"], endpoint="post"),
+        Rule("/user/me", endpoint="me"),
+        Rule("/page/<int(min=3):n>", endpoint="page"),
+        Rule("/h/<hex:n>", endpoint="hex"),
+        Rule("/a/<x>/<y>", endpoint="two"),
+    ]
+    map_ = Map(rule_set, converters=CONVERTERS)
+    fast = FastMatcher(map_)
+    assert fast.match_leaf("/user/42", "GET") == (rule_set[0], {"id": 42})
+    assert fast.match_leaf("/user/42", "POST") == (rule_set[1], {"id": 42})
+    assert fast.match_leaf("/page/4", "GET") == (rule_set[3], {"n": 4})
+    assert fast.match_leaf("/h/ff", "GET") == (rule_set[4], {"n": 255})
+    # Left to the walk: a static segment, a method with no rule, a trailing slash, a value
+    # the converter refuses, an empty segment, more than one parameter, no rule at all.
+    for path, method in [
+        ("/user/me", "GET"),
+        ("/user/42", "PUT"),
+        ("/user/42/", "GET"),
+        ("/user/", "GET"),
+        ("/page/2", "GET"),
+        ("//user/42", "GET"),
+        ("/user//42", "GET"),
+        ("/a/b/c", "GET"),
+        ("/nothing/1", "GET"),
+    ]:
+        assert fast.match_leaf(path, method) is None, (path, method)
+
+
+def test_an_id_too_long_for_int_is_werkzeugs_404() -> None:
+    map_ = Map([Rule("/user/<int:id>", endpoint="user")])
+    path = "/user/" + "1" * 5000  # past int()'s digit limit: Werkzeug's converter says no
+    assert FastMatcher(map_).match_leaf(path, "GET") is None
+    assert werkzeug_answer(map_.bind("example.com", "/"), path, "GET")[:2] == ("error", NotFound)

@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 from kyoukai._component import SERVED_ELSEWHERE, KyoukaiBaseComponent
 from kyoukai.app import Kyoukai
 
-__all__ = ["ConfiguredApp", "load_config"]
+__all__ = ["ConfiguredApp", "load_config", "read_config"]
 
 ConfigSource = str | os.PathLike[str] | Mapping[str, Any]
 
@@ -41,15 +41,17 @@ def _binary_file_constructor(loader: Any, node: Any) -> bytes:
     return Path(loader.construct_scalar(node)).read_bytes()
 
 
-def load_config(*sources: ConfigSource) -> dict[str, Any]:
-    """Read and merge configuration files as ``asphalt run`` does; return the root component's.
+def read_config(*sources: ConfigSource) -> dict[str, Any]:
+    """Read and merge configuration files as ``asphalt run`` does; return the whole of it.
 
     YAML files are read with Asphalt's tags (``!Env``, ``!TextFile``, ``!BinaryFile``) and merged
-    in order, so an overlay file changes what the files before it say. The root component is
-    the ``component`` section, or the ``default`` service's.
+    in order, so an overlay file changes what the files before it say. As ``asphalt run``
+    does, a top-level ``component`` is the ``default`` service's unless one is defined, and
+    that service's section is merged over the top level: the result holds the root
+    component's configuration under ``component`` and the runner's settings (``logging``)
+    beside it.
 
     :param sources: YAML file paths, or configuration mappings already loaded.
-    :raises ValueError: If the configuration has no root component.
     """
     yaml = YAML(typ="safe")
     yaml.constructor.add_constructor("!Env", _env_constructor)
@@ -61,9 +63,20 @@ def load_config(*sources: ConfigSource) -> dict[str, Any]:
         if not isinstance(data, Mapping):
             raise ValueError(f"{source!r}: the document root must be a mapping")
         config = merge_config(config, dict(data))
-    component = config.get("component")
-    if component is None:
-        component = config.get("services", {}).get("default", {}).get("component")
+    services = config.pop("services", None) or {}
+    if "component" in config:
+        services.setdefault("default", {"component": config.pop("component")})
+    default = services.get("default")
+    return merge_config(config, dict(default)) if isinstance(default, Mapping) else config
+
+
+def load_config(*sources: ConfigSource) -> dict[str, Any]:
+    """The root component's configuration (:func:`read_config`'s ``component``).
+
+    :param sources: YAML file paths, or configuration mappings already loaded.
+    :raises ValueError: If the configuration has no root component.
+    """
+    component = read_config(*sources).get("component")
     if not isinstance(component, Mapping):
         raise ValueError(
             "the configuration has no root component: add a 'component' section (or a "

@@ -3,15 +3,16 @@
 gunicorn's documented custom-application API (:class:`gunicorn.app.base.BaseApplication`) runs
 its arbiter with :class:`~kyoukai.backends.gunicorn.KyoukaiWorker` and the command's options,
 so process management (heartbeats, restarts, graceful stops, ``kill -HUP``) is gunicorn's, not
-a new one. A ``module:attribute`` target is imported here first, so that a wrong one stops the
-command with one line; each worker then starts its own Asphalt context after the fork. A
-configuration's components start in each worker.
+a new one. The arbiter never imports the application (gunicorn's ``preload_app = False``):
+each worker loads it after the fork and starts its own Asphalt context (and a configuration's
+components), so the workers that ``kill -HUP`` starts run the code as it is then.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kyoukai._deploy import load_config
@@ -25,14 +26,16 @@ WORKER_CLASS = "kyoukai.backends.gunicorn.KyoukaiWorker"
 
 
 def run_workers(
-    adapter: GunicornAdapter,
+    make_adapter: Callable[[], GunicornAdapter],
+    options: dict[str, Any],
     args: argparse.Namespace,
     address: tuple[str, int],
     uds_mode: int | None,
 ) -> int:
-    """Run ``args.workers`` workers serving ``adapter`` under gunicorn until the arbiter stops.
+    """Run ``args.workers`` workers under gunicorn until the arbiter stops.
 
-    :param adapter: What every worker serves.
+    :param make_adapter: Makes what a worker serves; called in each worker, after the fork.
+    :param options: The server settings of the command line.
     :param args: The parsed command line.
     :param address: The address to bind unless ``--host``, ``--port`` or ``--uds`` say.
     :param uds_mode: The permissions of the Unix socket, if one is served.
@@ -50,10 +53,11 @@ def run_workers(
         "certfile": args.certfile,
         "keyfile": args.keyfile or args.certfile,
         "proc_name": f"kyoukai {args.target}",
+        "preload_app": False,
     }
     for name, setting in GUNICORN_OWNS.items():
-        if adapter.server_options.get(name) is not None:
-            config[setting] = _gunicorn_value(name, adapter.server_options[name])
+        if options.get(name) is not None:
+            config[setting] = _gunicorn_value(name, options[name])
     if args.uds and uds_mode is not None:
         path, mode = args.uds, uds_mode
         config["when_ready"] = lambda arbiter: os.chmod(path, mode)
@@ -67,7 +71,7 @@ def run_workers(
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> GunicornAdapter:
-            return adapter
+            return make_adapter()
 
     Application().run()
     return 0

@@ -18,14 +18,16 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import logging.config
 import os
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from kyoukai._config import build_ssl_context, parse_mode, resolve_app
-from kyoukai._deploy import ConfiguredApp, load_config
+from kyoukai._deploy import ConfiguredApp, load_config, read_config
 from kyoukai.backends._server import (
     listen_error,
     loop_factory,
@@ -78,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs = run.add_argument_group("logging")
     logs.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     logs.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
+        "--log-level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="the root logger's level (default info, or a configuration's logging section's)",
     )
     settings = run.add_argument_group("server settings (see docs/server.md)")
     for field in dataclasses.fields(ServerSettings):
@@ -113,9 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Serve as ``args`` (the parsed command line) say, until a signal stops it."""
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args)
     options = {name: getattr(args, name) for name in ServerSettings.field_names()}
     options = {name: value for name, value in options.items() if value is not None}
     try:
@@ -145,6 +147,38 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_logging(args: argparse.Namespace) -> None:
+    """Set logging up as ``asphalt run`` does: a YAML target's ``logging`` section goes to
+    :func:`logging.config.dictConfig` (a number there is a level; ``null`` leaves logging
+    alone); without one, messages go to stderr at ``INFO``. Loggers that exist already (Kyoukai's,
+    Asphalt's) stay enabled unless the section sets ``disable_existing_loggers``.
+    ``--log-level``, when given, sets the root logger's level last, over what the section
+    says.
+
+    :raises UsageError: If the section is not a valid logging configuration.
+    """
+    section: Any = logging.INFO  # asphalt run's default
+    if _is_configuration(args.target):
+        section = read_config(*check_configuration(args)).get("logging", logging.INFO)
+    if isinstance(section, Mapping):
+        # asphalt run applies the section before the application's modules are imported; the
+        # command has imported Kyoukai (and Asphalt) already, whose loggers stay enabled.
+        section = {"disable_existing_loggers": False, **section}
+        try:
+            logging.config.dictConfig(section)
+        except (AttributeError, ImportError, TypeError, ValueError) as exc:
+            raise UsageError(f"{args.target}: its logging section: {exc}") from None
+    elif isinstance(section, int) and not isinstance(section, bool):
+        logging.basicConfig(level=section, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    elif section is not None:
+        raise UsageError(
+            f"{args.target}: the logging section must be a mapping for "
+            f"logging.config.dictConfig, a level number or null, not {section!r}"
+        )
+    if args.log_level:
+        logging.getLogger().setLevel(args.log_level.upper())
+
+
 def _run_workers(args: argparse.Namespace, options: dict[str, Any], uds_mode: int | None) -> int:
     try:
         from kyoukai._workers import configured_address, run_workers
@@ -157,14 +191,23 @@ def _run_workers(args: argparse.Namespace, options: dict[str, Any], uds_mode: in
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
     if options.pop("http2", False):
         raise UsageError("--http2 is served by one process only here: leave out --workers")
+    # Each worker makes its adapter after the fork: the arbiter never imports the application,
+    # so a worker started after kill -HUP imports the code as it is then.
     if _is_configuration(args.target):
         paths = check_configuration(args)
-        adapter = GunicornAdapter.from_asphalt_config(*paths, **options)
         address = configured_address(*paths)
+
+        def load() -> GunicornAdapter:
+            return GunicornAdapter.from_asphalt_config(*paths, **options)
+
     else:
-        adapter = GunicornAdapter(_load_app(args.target), **options)
+        check_target(args.target)
         address = ("127.0.0.1", 4444)
-    return run_workers(adapter, args, address, uds_mode)
+
+        def load() -> GunicornAdapter:
+            return GunicornAdapter(resolve_app(args.target), **options)
+
+    return run_workers(load, options, args, address, uds_mode)
 
 
 def _tls(args: argparse.Namespace) -> Any:
@@ -177,6 +220,35 @@ def _tls(args: argparse.Namespace) -> Any:
 
 def _is_configuration(target: str) -> bool:
     return target.endswith((".yml", ".yaml")) or Path(target).is_file()
+
+
+#: What :func:`check_target` runs in a throwaway interpreter: exit status 2 and one line for a
+#: target that is not an application, a traceback for code that fails to import.
+_CHECK_TARGET = """\
+import sys
+from kyoukai._config import resolve_app
+try:
+    resolve_app(sys.argv[1])
+except (LookupError, TypeError, ValueError) as exc:
+    print(str(exc).removeprefix("app: "), file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def check_target(target: str) -> None:
+    """Import a ``module:attribute`` target in a throwaway interpreter, with this process's
+    import path, so that a wrong one stops the command with one line while this process never
+    imports the application (and keeps no module of it to hand its workers).
+
+    :raises UsageError: If the target cannot be imported or is not an application.
+    """
+    check = [sys.executable, "-P", "-c", _CHECK_TARGET, target]
+    result = subprocess.run(check, capture_output=True, text=True, check=False)
+    if result.returncode == 2:
+        raise UsageError(result.stderr.strip())
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        raise UsageError(f"cannot load {target!r}: the traceback above says why")
 
 
 def _load_app(target: str) -> Any:
@@ -252,7 +324,9 @@ def _reload(argv: list[str], args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError("--reload needs watchfiles: pip install 'kyoukai[reload]'") from None
     cwd = os.getcwd()
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=(args.log_level or "info").upper(), format="%(levelname)s %(message)s"
+    )
     logger.warning("Reloading on changes under %s: for development only", cwd)
     watch_filter = watchfiles.PythonFilter(extra_extensions=RELOAD_SUFFIXES)
     watchfiles.run_process(

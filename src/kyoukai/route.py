@@ -285,6 +285,16 @@ class Route(HookHolder):
                     "but its handler does not accept them: add them to its signature"
                 )
 
+    def _needs_conversion(self, params: Mapping[str, Any]) -> bool:
+        """Whether a parameter is not yet of its annotation's type (an ``int`` route value
+        for ``id: int`` is not converted again, and no coroutine is made for it)."""
+        for name, converter in self._get_signature().converters.items():
+            if name in params and not (
+                isinstance(converter, type) and isinstance(params[name], converter)
+            ):
+                return True
+        return False
+
     async def _convert_params(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         """Convert parameters to the handler's annotations; a failure is a 400."""
         converters = self._get_signature().converters
@@ -360,7 +370,7 @@ class Route(HookHolder):
             await load_body(ctx.request.environ)
         if params:
             kwargs = params
-            if self.do_argument_checking and self._get_signature().converters:
+            if self.do_argument_checking and self._needs_conversion(params):
                 kwargs = await self._convert_params(params)
             result = self._callable(ctx, *args, **kwargs)
         elif args:

@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 
 from kyoukai import HTTPRequestContext, Kyoukai
 from kyoukai.backends._server import KyoukaiServer
+from stream_routes import add_stream_routes
 
 
 def pytest_asyncio_loop_factories(
@@ -74,7 +75,7 @@ def build_app(gates: Gates) -> Kyoukai:
         gates[name].set()
         return f"opened {name}"
 
-    @app.route("/forever")
+    @app.route("/forever", methods=["GET", "POST"])  # a POST body is read before it waits
     async def forever(ctx: HTTPRequestContext) -> str:
         gates["forever-started"].set()
         try:
@@ -83,22 +84,7 @@ def build_app(gates: Gates) -> Kyoukai:
             gates["forever-ended"].set()
         return "unreachable"
 
-    @app.route("/stream")
-    async def stream(ctx: HTTPRequestContext) -> Response:
-        def generate() -> Iterator[bytes]:
-            for index in range(3):
-                yield f"part {index}\n".encode()
-
-        return Response(generate(), mimetype="text/plain")
-
-    @app.route("/astream")
-    async def astream(ctx: HTTPRequestContext) -> Response:
-        async def generate() -> AsyncIterator[str]:
-            for index in range(3):
-                await asyncio.sleep(0)
-                yield f"data: {index}\n\n"
-
-        return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
+    add_stream_routes(app)
 
     @app.route("/events")
     async def events(ctx: HTTPRequestContext) -> Response:

@@ -175,6 +175,28 @@ async def test_disconnect_stops_a_streaming_handler(app: Kyoukai, gates: Any) ->
     assert not exchange.complete
 
 
+@pytest.mark.parametrize(("method", "pieces"), [("GET", ()), ("POST", (b"pay", b"load"))])
+async def test_disconnect_cancels_a_handler_still_computing(
+    app: Kyoukai,
+    gates: Any,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    pieces: tuple[bytes, ...],
+) -> None:
+    exchange = Exchange(request_messages(*pieces))
+    headers = body_headers(sum(map(len, pieces))) if pieces else []
+    task = asyncio.create_task(
+        app(http_scope("/forever", method, headers), exchange.receive, exchange.send)
+    )
+    async with asyncio.timeout(5):
+        await gates["forever-started"].wait()  # with its body read, if it has one
+        exchange.leave.set()  # the client leaves while the handler computes
+        await gates["forever-ended"].wait()
+        await task  # the application returns, as for any request
+    assert exchange.sent == [] and not task.cancelled() and task.cancelling() == 0
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
 async def test_failing_stream_leaves_the_response_incomplete(
     app: Kyoukai, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import StartServer
 from helpers import RawClient
 from kyoukai.backends._server import KyoukaiServer
 from uploads import GiB, MiB, build_upload_app, head, reset_peak_rss, send_body, vm_status
@@ -161,11 +162,31 @@ async def test_curl_upload_streams_after_100_continue(
     url = f"http://127.0.0.1:{upload_server.port}/hash"
     out, trace = await curl("-T", str(sparse_gigabyte), url)
     assert "< HTTP/1.1 100 Continue" in trace
-    zeros = hashlib.sha256()
+    assert json.loads(out) == {"size": UPLOAD_SIZE, "sha256": sha256_of_zeros(UPLOAD_SIZE)}
+
+
+@needs_curl
+async def test_curl_gigabyte_over_http2_streams_with_flat_memory(
+    start: StartServer, sparse_gigabyte: Path
+) -> None:
+    """DATA frames feed the handler as they come; the stream's window holds the rest back."""
+    server = await start(app=build_upload_app([]), max_body_size=2 * GiB, http2=True)
+    url = f"http://127.0.0.1:{server.port}/hash"
+    before = vm_status()["VmRSS"]
+    reset_peak_rss()
+    out, trace = await curl("--http2-prior-knowledge", "-T", str(sparse_gigabyte), url)
+    peak = vm_status()["VmHWM"]
+    assert "< HTTP/2 200" in trace
+    assert json.loads(out) == {"size": UPLOAD_SIZE, "sha256": sha256_of_zeros(UPLOAD_SIZE)}
+    assert peak - before < RSS_BOUND
+
+
+def sha256_of_zeros(size: int) -> str:
+    digest = hashlib.sha256()
     piece = bytes(MiB)
-    for _ in range(UPLOAD_SIZE // MiB):
-        zeros.update(piece)
-    assert json.loads(out) == {"size": UPLOAD_SIZE, "sha256": zeros.hexdigest()}
+    for _ in range(size // MiB):
+        digest.update(piece)
+    return digest.hexdigest()
 
 
 @needs_curl

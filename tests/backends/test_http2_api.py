@@ -18,6 +18,7 @@ from h2client import H2Client
 from conftest import StartServer
 from helpers import RawClient
 from kyoukai import Kyoukai
+from kyoukai._body import BODY_ENVIRON_KEY, load_body
 from kyoukai.backends import http2
 from kyoukai.backends._server import KyoukaiServer
 from kyoukai.backends.http2 import (
@@ -66,8 +67,18 @@ async def test_create_wsgi_environment_from_a_stream() -> None:
     assert environ["HTTP_COOKIE"] == "a=1; b=2"
     assert environ["CONTENT_TYPE"] == "text/plain"
     assert environ["SERVER_PROTOCOL"] == "HTTP/2"
-    assert isinstance(environ["wsgi.input"], io.BytesIO)
+    # The body streams, as the server gives it to the application; loaded, it reads whole.
+    assert environ[BODY_ENVIRON_KEY] is state.body
+    state.end()
+    await load_body(environ)
     assert environ["wsgi.input"].read() == b"body"
+    assert environ["CONTENT_LENGTH"] == "4"
+    ended = H2State(headers, 3, protocol)
+    ended.end()
+    environ = create_wsgi_environment(ended)
+    assert BODY_ENVIRON_KEY not in environ
+    assert isinstance(environ["wsgi.input"], io.BytesIO)
+    assert environ["wsgi.input"].read() == b""
 
 
 async def test_h2state_reads_its_body() -> None:

@@ -1,25 +1,29 @@
 """The application the deployment tests serve besides the examples: streams, bodies, environ.
 
-Run by the servers under test, in their own processes: ``probe_app:app`` is the Kyoukai
+Run by the servers under test, in their own processes (with ``tests/`` on the import path,
+for the stream routes it shares with the built-in server tests): ``probe_app:app`` is the Kyoukai
 application itself (an ASGI application) and ``probe_app:wsgi`` its WSGI callable. An event
-stream that ends (the client left) prints a line, which the tests read from the server's
-output, whichever worker process served it.
+stream that ends (the client left), and a slow handler that is cancelled and torn down, print
+a line, which the tests read from the server's output, whichever worker process served it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from werkzeug.wrappers import Response
 
 from kyoukai import HTTPRequestContext, Kyoukai
 from kyoukai.backends.uwsgi import uWSGIAdapter
+from stream_routes import add_stream_routes
 
 app = Kyoukai("probe")
+add_stream_routes(app)
 
 
 @app.route("/info")
@@ -39,25 +43,6 @@ async def echo(ctx: HTTPRequestContext) -> dict[str, Any]:
     return {"length": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-@app.route("/stream")
-async def stream(ctx: HTTPRequestContext) -> Response:
-    def generate() -> Iterator[bytes]:
-        for index in range(3):
-            yield f"part {index}\n".encode()
-
-    return Response(generate(), mimetype="text/plain")
-
-
-@app.route("/astream")
-async def astream(ctx: HTTPRequestContext) -> Response:
-    async def generate() -> AsyncIterator[str]:
-        for index in range(3):
-            await asyncio.sleep(0)
-            yield f"data: {index}\n\n"
-
-    return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
-
-
 @app.route("/events/<name>")
 async def events(ctx: HTTPRequestContext, name: str) -> Response:
     async def generate() -> AsyncIterator[bytes]:
@@ -71,6 +56,18 @@ async def events(ctx: HTTPRequestContext, name: str) -> Response:
             print(f"event stream {name} closed", flush=True)
 
     return Response(generate(), mimetype="text/event-stream")  # type: ignore[arg-type]
+
+
+@app.route("/slow/<name>")
+async def slow(ctx: HTTPRequestContext, name: str) -> str:
+    ctx.add_teardown_callback(functools.partial(print, f"slow {name} torn down", flush=True))
+    print(f"slow {name} started", flush=True)
+    try:
+        await asyncio.Event().wait()  # a computation that outlasts the client
+    except asyncio.CancelledError:
+        print(f"slow {name} cancelled", flush=True)
+        raise
+    return "nobody waits for this"
 
 
 #: The WSGI callable, for WSGI hosts.

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from h2.errors import ErrorCodes
 
+from kyoukai._body import BODY_ENVIRON_KEY, BodyInput
 from kyoukai._head import check_header
 from kyoukai._version import SERVER_HEADER
 from kyoukai.backends._decode import ContentDecoder
-from kyoukai.backends._settings import ProtocolError
+from kyoukai.backends._inbound import BodyStream
 from kyoukai.wsgi import build_environ
 
 if TYPE_CHECKING:
@@ -95,12 +96,13 @@ def request_environ(base: dict[str, Any], headers: Iterable[Header]) -> dict[str
 
 
 def create_wsgi_environment(r: H2State) -> dict[str, Any]:
-    """Create the WSGI environ of the request a stream carries, its body as ``wsgi.input``.
+    """Create the WSGI environ of the request a stream carries, with its body as the server
+    gives it to the application (:meth:`H2State.attach_body`).
 
     :param r: The stream's state.
     """
     environ = request_environ(r.protocol.base_environ, r.headers)
-    environ["wsgi.input"] = io.BytesIO(r.body())
+    r.attach_body(environ)
     return environ
 
 
@@ -145,22 +147,27 @@ def response_headers(
 class H2State:
     """What the server holds for one HTTP/2 stream: its request, body and response.
 
+    A request body streams to the handler through :attr:`body`, a
+    :class:`~kyoukai.backends._inbound.BodyStream` fed with each DATA frame; the stream is its
+    owner, and hands its pauses on to the connection, which withholds the stream's window
+    meanwhile. :meth:`insert_data`, :meth:`get_chunk`, :meth:`read` and :meth:`read_async`
+    are the spec's names for feeding and reading that body.
+
     :param headers: The request's decoded header list.
     :param stream_id: The stream's id.
     :param protocol: The connection the stream belongs to.
     """
 
     __slots__ = (
-        "_chunks",
-        "_decoder",
-        "_more",
-        "_read",
+        "_held",
+        "body",
         "complete",
         "deadline",
+        "declared",
         "environ",
         "headers",
+        "owed",
         "protocol",
-        "received",
         "response",
         "response_header_list",
         "response_status",
@@ -173,13 +180,17 @@ class H2State:
         self.headers = headers
         self.stream_id = stream_id
         self.protocol = protocol
-        #: The request's environ (without ``wsgi.input`` until the body is complete).
+        #: The request's environ.
         self.environ: dict[str, Any] = {}
         #: Whether the client ended the stream (the whole body is in).
         self.complete = False
-        #: Wire bytes of the body received so far.
-        self.received = 0
-        #: The handler's task, once the request is complete.
+        #: The request body arriving, or ``None`` for a request without one.
+        self.body: BodyStream | None = None
+        #: The body's declared ``content-length`` on the wire, or ``None``.
+        self.declared: int | None = None
+        #: Flow-controlled bytes received and not yet handed back in the stream's window.
+        self.owed = 0
+        #: The handler's task.
         self.task: asyncio.Task[None] | None = None
         #: Set when the client opens the send window this stream waits for.
         self.window: asyncio.Event | None = None
@@ -190,10 +201,7 @@ class H2State:
         #: What :meth:`start_response` received.
         self.response_status = ""
         self.response_header_list: list[tuple[str, str]] = []
-        self._chunks: list[bytes] = []
-        self._read = 0
-        self._decoder: ContentDecoder | None = None
-        self._more: asyncio.Event | None = None
+        self._held = b""
 
     # -- what the connection calls; a stream carrying a WebSocket (._h2ws) differs -----------
 
@@ -203,7 +211,10 @@ class H2State:
             self.window.set()
 
     def cancel(self) -> None:
-        """The stream is reset or the connection is gone: cancel the handler, wake writers."""
+        """The stream is reset or the connection is gone: fail its body (the handler's client
+        went away), cancel the handler, wake writers."""
+        if self.body is not None:
+            self.body.fail(None)
         task = self.task
         if task is not None and not task.done():
             task.cancel()
@@ -213,82 +224,105 @@ class H2State:
         """The stream's :attr:`deadline` passed: a client that stopped reading the response
         is reset (``CANCEL``), a body that stopped arriving is answered **408**."""
         protocol = self.protocol
-        if self.complete:
+        if not protocol._body_late(self):
             logger.debug("Resetting stream %d: the client stopped reading", self.stream_id)
             protocol._reset(self, ErrorCodes.CANCEL)
-        else:
-            protocol._refuse(self, ProtocolError("request body timeout"))
 
     # -- the request body -----------------------------------------------------------------------
 
-    def use_decoder(self, decoder: ContentDecoder) -> None:
-        """Decode the body with ``decoder`` as it arrives (``Content-Encoding``)."""
-        self._decoder = decoder
+    def open_body(self, decoder: ContentDecoder | None) -> BodyStream:
+        """Make the stream's :attr:`body`, bounded by the server's limits.
+
+        :param decoder: Decodes the body's ``Content-Encoding``, if it has one.
+        """
+        settings = self.protocol._settings
+        length = None if decoder is not None else self.declared
+        self.body = BodyStream(
+            self,
+            length,
+            settings.max_body_size,
+            decoder,
+            expect=False,
+            buffer_size=settings.body_buffer_size,
+        )
+        return self.body
+
+    def attach_body(self, environ: dict[str, Any]) -> None:
+        """Give ``environ`` the stream's body: a channel to stream it, or an empty input."""
+        if self.body is None:
+            environ["wsgi.input"] = io.BytesIO()
+        else:
+            environ[BODY_ENVIRON_KEY] = self.body
+            environ["wsgi.input"] = BodyInput(self.body)
+
+    def body_wanted(self, stream: BodyStream) -> None:
+        """The application reads the body: HTTP/2 has nothing to ask the client for."""
+
+    def body_flow(self, stream: BodyStream, paused: bool) -> None:
+        """The handler leaves its body unread (``paused``) or reads it again."""
+        self.protocol.body_flow(self, paused)
+
+    def _channel(self) -> BodyStream | None:
+        """The body, made on first use unless the client ended the stream without one."""
+        if self.body is None and not self.complete:
+            return self.open_body(None)
+        return self.body
 
     def insert_data(self, data: bytes) -> None:
-        """Add a piece of the request body, as it came off the stream.
-
-        :raises ~kyoukai.backends._settings.ProtocolError: If the decoded body breaks its
-            limit or cannot be decoded.
-        """
-        if self._decoder is not None:
-            data = self._decoder.feed(data)
-        if data:
-            self._chunks.append(data)
-        if self._more is not None:
-            self._more.set()
+        """Add a piece of the request body, as it came off the stream."""
+        body = self._channel()
+        if body is not None:
+            body.feed(data)
 
     def end(self) -> None:
-        """The client ended the stream: the body is complete.
-
-        :raises ~kyoukai.backends._settings.ProtocolError: If a compressed body is truncated.
-        """
+        """The client ended the stream: the body is complete."""
         self.complete = True
-        if self._decoder is not None:
-            self._decoder.finish()
-        if self._more is not None:
-            self._more.set()
-
-    def body(self) -> bytes:
-        """The whole body received so far, as one piece."""
-        chunks = self._chunks
-        if len(chunks) > 1:
-            chunks[:] = [b"".join(chunks)]
-        return chunks[0] if chunks else b""
+        if self.body is not None:
+            self.body.end()
 
     def get_chunk(self) -> bytes:
-        """Take the next unread piece of the body (``b""`` if none has arrived)."""
-        if self._read < len(self._chunks):
-            chunk = self._chunks[self._read]
-            self._read += 1
-            return chunk
-        return b""
+        """Take the next unread piece of the body (``b""`` if none has arrived).
+
+        :raises werkzeug.exceptions.HTTPException: If the body failed (see
+            :meth:`~kyoukai._body.BodyChannel.receive`).
+        """
+        held, self._held = self._held, b""
+        body = self._channel()
+        if held or body is None:
+            return held
+        return body.take()
 
     def read(self, size: int = -1) -> bytes:
         """Read up to ``size`` bytes (all with ``-1``) of the body received and not yet read."""
-        rest = b"".join(self._chunks[self._read :])
-        self._chunks = self._chunks[: self._read]
-        if 0 <= size < len(rest):
-            rest, keep = rest[:size], rest[size:]
-            self._chunks.append(keep)
-        self._chunks.insert(self._read, rest)
-        self._read += 1
-        return rest
+        parts: list[bytes] = []
+        count = 0
+        while size < 0 or count < size:
+            chunk = self.get_chunk()
+            if not chunk:
+                break
+            parts.append(chunk)
+            count += len(chunk)
+        data = b"".join(parts)
+        if 0 <= size < len(data):
+            data, self._held = data[:size], data[size:]
+        return data
 
     async def read_async(self, to_end: bool = True) -> bytes:
         """Wait for the body: all of it (``to_end``), or the next piece.
 
+        :param to_end: Read until the client ends the stream; else return the next piece.
         :return: The unread body (``to_end``) or the next piece; ``b""`` at the end.
         """
-        while True:
-            if (to_end and self.complete) or (not to_end and self._read < len(self._chunks)):
-                return self.read() if to_end else self.get_chunk()
-            if self.complete:
-                return b""
-            if self._more is None:
-                self._more = asyncio.Event()
-            self._more.clear()
-            await self._more.wait()
+        held, self._held = self._held, b""
+        body = self._channel()
+        if body is None or (held and not to_end):
+            return held
+        if not to_end:
+            return await body.receive()
+        parts = [held]
+        while chunk := await body.receive():
+            parts.append(chunk)
+        return b"".join(parts)
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None

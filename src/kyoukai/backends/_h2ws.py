@@ -123,12 +123,12 @@ class H2WebSocket(H2State):
         "_end",
         "_ended",
         "_eof",
-        "_held",
         "_out",
         "_out_size",
         "_paused",
         "_stall_at",
         "_tick_at",
+        "_withheld",
         "_writable",
         "accepted",
         "wire",
@@ -145,7 +145,7 @@ class H2WebSocket(H2State):
         self._out_size = 0
         self._writable = asyncio.Event()
         self._early: list[bytes] = []
-        self._held = 0
+        self._withheld = 0
         self._paused = False
         self._end = False
         self._ended = False
@@ -220,7 +220,7 @@ class H2WebSocket(H2State):
             if self._done.is_set() or not self._withholding():
                 conn.acknowledge_received_data(size, self.stream_id)
             else:
-                self._held += size
+                self._withheld += size
                 conn.increment_flow_control_window(size)  # the connection's share, at once
         if self._done.is_set():
             return
@@ -365,9 +365,9 @@ class H2WebSocket(H2State):
 
     def _give_back(self) -> None:
         """Hand the stream's withheld receive window back, if the session has room now."""
-        if not self._held or self._withholding() or self._eof or self._done.is_set():
+        if not self._withheld or self._withholding() or self._eof or self._done.is_set():
             return
-        held, self._held = self._held, 0
+        held, self._withheld = self._withheld, 0
         try:
             self.protocol.conn.increment_flow_control_window(held, self.stream_id)
         except H2Error:

@@ -3,11 +3,11 @@
 :class:`BodyStream` is the :class:`~kyoukai._body.BodyChannel` of the protocols that are fed
 bytes (HTTP/1.1 from its parser, HTTP/2 from DATA frames): the protocol calls :meth:`feed`,
 :meth:`end` and :meth:`fail`; the application awaits :meth:`receive`. Between them sits a
-buffer of at most ``buffer_size`` bytes (plus one read): past it the stream asks its owner to
-stop reading, below a quarter of it to read again. The owner also hears when the application
-first wants the body, which is when an HTTP/1.1 server sends ``100 Continue`` (and an HTTP/2
-one could open the stream's window). A protocol that pulls instead (ASGI ``receive``)
-implements the channel directly.
+buffer of at most ``buffer_size`` bytes (plus one read, or one flow-control window): past it
+the stream asks its owner to stop reading (HTTP/1.1 pauses the socket, HTTP/2 stops opening the
+stream's window), below a quarter of it to read again. The owner also hears when the
+application first wants the body, which is when an HTTP/1.1 server sends ``100 Continue``. A
+protocol that pulls instead (ASGI ``receive``) implements the channel directly.
 
 Both limits are counted here, whatever the protocol: the wire bytes as they arrive, and the
 decoded bytes of a body sent with ``Content-Encoding``, which is decoded as the application
@@ -158,21 +158,9 @@ class BodyStream:
             self.wanted = True
             self._owner.body_wanted(self)
         while True:
-            if self.error is not None:
-                raise self.error
-            chunks = self._chunks
-            if chunks:
-                chunk = chunks.popleft()
-                self._buffered -= len(chunk)
-                if self.paused and self._buffered <= self._low:
-                    self.paused = False
-                    self._owner.body_flow(self, False)
-                if self._decoder is None:
-                    return chunk
-                chunk = self._decode(chunk)
-                if chunk:
-                    return chunk
-                continue
+            chunk = self.take()
+            if chunk:
+                return chunk
             if self.done:
                 if self._decoder is not None:
                     self._decode(None)
@@ -182,6 +170,25 @@ class BodyStream:
                 await waiter
             finally:
                 self._waiter = None
+
+    def take(self) -> bytes:
+        """The next piece of the body that has arrived, decoded, without waiting; ``b""`` if
+        none has (yet)."""
+        if self.error is not None:
+            raise self.error
+        chunks = self._chunks
+        while chunks:
+            chunk = chunks.popleft()
+            self._buffered -= len(chunk)
+            if self.paused and self._buffered <= self._low:
+                self.paused = False
+                self._owner.body_flow(self, False)
+            if self._decoder is None:
+                return chunk
+            chunk = self._decode(chunk)
+            if chunk:
+                return chunk
+        return b""
 
     # -- the protocol's side -----------------------------------------------------------------
 

@@ -215,8 +215,8 @@ class RequestBody:
     """A request body collected piece by piece, within ``max_body_size`` (on the wire and
     decoded) and decoded from its ``Content-Encoding``.
 
-    :param environ: The request's environ; a decoded or unframed body gets its real
-        ``CONTENT_LENGTH`` in it when finished.
+    :param environ: The request's environ; a decoded or chunked body gets its real
+        ``CONTENT_LENGTH`` in it when finished (and loses ``Transfer-Encoding``).
     :param settings: The limits.
     :raises ProtocolError: 413 if the declared length is over the limit already, 415 for an
         unknown coding, 400 for a bad ``Content-Length``.
@@ -251,7 +251,10 @@ class RequestBody:
         if self._decoder is not None:
             self._decoder.finish()
             del environ["HTTP_CONTENT_ENCODING"]
-            environ["CONTENT_LENGTH"] = str(len(body))
-        elif body and not environ.get("CONTENT_LENGTH"):
-            environ["CONTENT_LENGTH"] = str(len(body))  # a chunked or HTTP/2 body
+        elif not body or environ.get("CONTENT_LENGTH"):
+            return body
+        # Framed by its length now, as the built-in server hands a de-chunked body over:
+        # Werkzeug reads nothing of a body still marked chunked.
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
         return body

@@ -11,8 +11,10 @@ as it reads it (``ReceivedBody``, the same channel API the built-in server feeds
 ``max_body_size`` and the route's limit (413 past them) and decoded from its
 ``Content-Encoding``; the application is called through
 :class:`~kyoukai.backends._exchange.Exchange`; a body in memory goes out in one
-message, a streamed one piece by piece with ``more_body`` while a second task waits for
-``http.disconnect``, which stops the stream (its generator is cancelled and closed).
+message, a streamed one piece by piece with ``more_body``. A
+:class:`~kyoukai.backends._asgi_disconnect.DisconnectWatch` waits for ``http.disconnect``:
+while the handler runs it cancels the handler (as the built-in server does on connection
+loss), while a body streams it stops the stream (its generator is cancelled and closed).
 
 Under ASGI the connection is the server's: its limits, timeouts, protocols (HTTP/2, TLS) and
 ``Server``/``Date`` headers apply, and no connection events are dispatched. Other scope types
@@ -35,6 +37,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from kyoukai._body import BODY_ENVIRON_KEY, BodyInput
 from kyoukai._head import check_header
+from kyoukai.backends._asgi_disconnect import DisconnectWatch
 from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._flow import iter_body
 from kyoukai.backends._inbound import http_error
@@ -196,6 +199,7 @@ class ASGIAdapter:
             exchange = await self._lifecycle.start()
         environ = self._environ(scope)
         version = scope.get("http_version", "1.1")
+        watch = DisconnectWatch(receive, asyncio.current_task())
         if (
             version[0] == "1"
             and "CONTENT_LENGTH" not in environ
@@ -203,9 +207,10 @@ class ASGIAdapter:
         ):
             # RFC 9112 section 6.3: an HTTP/1 request without either header has no body.
             environ["wsgi.input"] = io.BytesIO()
+            watch.start_soon()
         else:
             try:
-                channel = ReceivedBody(environ, receive, self._lifecycle.settings)
+                channel = ReceivedBody(environ, receive, self._lifecycle.settings, watch)
             except ProtocolError as exc:
                 await self._refuse(send, exc)
                 return
@@ -214,9 +219,12 @@ class ASGIAdapter:
             environ[BODY_ENVIRON_KEY] = channel
             environ["wsgi.input"] = BodyInput(channel)
         server = scope.get("server")
-        await exchange.serve(
-            (environ, receive, send), environ, None if server is None else tuple(server)
-        )
+        try:
+            await exchange.serve(
+                (environ, watch, send), environ, None if server is None else tuple(server)
+            )
+        finally:
+            watch.close()
 
     def _environ(self, scope: Scope) -> dict[str, Any]:
         server = scope.get("server")
@@ -264,13 +272,16 @@ class ASGIAdapter:
         await send({"type": "http.response.body", "body": data})
 
     async def _respond(
-        self, token: tuple[dict[str, Any], Receive, Send] | ASGIChannel, response: Response
+        self,
+        token: tuple[dict[str, Any], DisconnectWatch, Send] | ASGIChannel,
+        response: Response,
     ) -> None:
         if type(token) is ASGIChannel:
             await token.finish(response)
             return
         assert isinstance(token, tuple)
-        environ, receive, send = token
+        environ, watch, send = token
+        watch.responding()
         code = response.status_code
         headers, body, stream = response_parts(response, environ, code)
         channel = environ.get(BODY_ENVIRON_KEY)
@@ -295,7 +306,7 @@ class ASGIAdapter:
             await _discard(stream)
             await send(_EMPTY_BODY)
         else:
-            await _stream(stream, receive, send)
+            await _stream(stream, watch, send)
 
 
 def _base_environ(scope: Scope) -> dict[str, Any]:
@@ -333,17 +344,15 @@ async def _discard(stream: Any) -> None:
         close_iter(stream)
 
 
-async def _stream(stream: Any, receive: Receive, send: Send) -> None:
+async def _stream(stream: Any, watch: DisconnectWatch, send: Send) -> None:
     """Send a streamed body piece by piece until it ends or the client disconnects."""
     pump = asyncio.ensure_future(_pump(stream, send))
-    watch = asyncio.ensure_future(_wait_for_disconnect(receive))
     try:
-        await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((pump, watch.watcher()), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        watch.cancel()
         if not pump.done():
             pump.cancel()  # the client left: the handler's generator is cancelled and closed
-        await asyncio.gather(pump, watch, return_exceptions=True)
+        await asyncio.gather(pump, return_exceptions=True)
 
 
 async def _pump(stream: Any, send: Send) -> None:
@@ -363,25 +372,34 @@ async def _pump(stream: Any, send: Send) -> None:
     await send(_EMPTY_BODY)
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 class ReceivedBody:
     """The :class:`~kyoukai._body.BodyChannel` of an ASGI request: ``http.request`` messages
     pulled from ``receive`` as the application reads, counted against the limit on the wire
     and decoded under it.
 
+    :param watch: Started when the body has been received to its end (``receive`` is then
+        free to watch for the client's disconnect).
     :raises ProtocolError: As the built-in server refuses a head: 413 for a declared length
         over ``max_body_size``, 415 for an unknown coding, 400 for a bad ``Content-Length``.
     """
 
-    __slots__ = ("_decoder", "_done", "_limit", "_receive", "gone", "length", "received")
+    __slots__ = (
+        "_decoder",
+        "_done",
+        "_limit",
+        "_receive",
+        "_watch",
+        "gone",
+        "length",
+        "received",
+    )
 
-    def __init__(self, environ: dict[str, Any], receive: Receive, settings: Any) -> None:
+    def __init__(
+        self, environ: dict[str, Any], receive: Receive, settings: Any, watch: DisconnectWatch
+    ) -> None:
         self._decoder: ContentDecoder | None = body_decoder(environ, settings)
         self._receive = receive
+        self._watch = watch
         self._limit: int = settings.max_body_size
         self._done = False
         declared = environ.get("CONTENT_LENGTH")
@@ -413,6 +431,8 @@ class ReceivedBody:
                 raise ClientDisconnected()
             data = message.get("body") or b""
             self._done = not message.get("more_body", False)
+            if self._done:
+                self._watch.start_soon()
             self.received += len(data)
             try:
                 if self.received > self._limit:

@@ -2,8 +2,10 @@
 
 :class:`H2KyoukaiProtocol` feeds the bytes it receives to h2, dispatches on the type of each
 event h2 returns, and writes what h2 has to send in one flush. Each request (stream) gets one
-task that runs the application through :class:`~kyoukai.backends._exchange.Exchange` and sends
-its response within the stream's and the connection's flow-control windows. The transport
+task, started on its HEADERS, that runs the application through
+:class:`~kyoukai.backends._exchange.Exchange` and sends its response within the stream's and
+the connection's flow-control windows; a request body streams to it as DATA arrives
+(:mod:`kyoukai.backends._h2body`). The transport
 side (server state, back-pressure, deadlines, connection events, shutdown) is
 :class:`~kyoukai.backends._connection.Connection`, as for HTTP/1.1.
 
@@ -24,6 +26,8 @@ HTTP/2 only.
 # * After a graceful GOAWAY (shutdown or ``h2_max_requests``) streams up to its last stream id
 #   are answered and later ones get ``REFUSED_STREAM``; h2's own ``close_connection()`` is not
 #   used then, because its state machine would refuse to send the answers.
+# * A stream's receive window is withheld while its handler leaves ``body_buffer_size`` bytes
+#   of its body unread; the connection's is handed back as DATA arrives (``_h2body``).
 
 from __future__ import annotations
 
@@ -43,10 +47,9 @@ from hpack.exceptions import HPACKError
 from hyperframe.frame import GoAwayFrame
 
 from kyoukai._context import PROTOCOL_ENVIRON_KEY
-from kyoukai.backends._connection import Connection
-from kyoukai.backends._decode import ContentDecoder
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import ClientGone
+from kyoukai.backends._h2body import BodyH2Connection, H2BodyConnection
 from kyoukai.backends._h2limits import (
     Budget,
     FloodError,
@@ -62,7 +65,6 @@ from kyoukai.backends._h2stream import (
     request_environ,
 )
 from kyoukai.backends._h2ws import H2WebSocket, close_websockets, open_websocket
-from kyoukai.backends._http1 import parse_content_length
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.backends._state import ServerState
 
@@ -97,7 +99,7 @@ def _config() -> H2Configuration:
     )
 
 
-class H2KyoukaiProtocol(Connection):
+class H2KyoukaiProtocol(H2BodyConnection):
     """The base protocol for Kyoukai, using h2: one instance serves one HTTP/2 connection.
 
     :param component: The component (or any object with ``app`` and optionally ``settings``)
@@ -131,16 +133,18 @@ class H2KyoukaiProtocol(Connection):
         #: The parent context of every request context.
         self.parent_context = parent_context
         #: h2's state machine for this connection.
-        self.conn = H2Connection(config=_config())
+        self.conn = BodyH2Connection(config=_config())
         self._exchange = Exchange(
             self.app,
             parent_context,
             settings.handler_timeout,
             deliver=self._deliver,
             finish=self._finish_stream,
+            form_limits=(settings.max_form_memory_size, settings.max_form_parts),
         )
         self._streams: dict[int, H2State] = {}
         self._requests = 0
+        self._conn_owed = 0
         #: The last stream id of the graceful GOAWAY sent, or ``None``.
         self._goaway: int | None = None
         self._scanner = FrameScanner(_MAX_FRAME, settings.h2_max_header_list_size)
@@ -181,6 +185,8 @@ class H2KyoukaiProtocol(Connection):
             stream.environ = upgrade[0]
             stream.environ["SERVER_PROTOCOL"] = "HTTP/2"
             stream.environ[PROTOCOL_ENVIRON_KEY] = self
+            stream.environ["wsgi.input"] = io.BytesIO()
+            stream.complete = True
             self._streams[1] = stream
             self._requests = 1
             self._start(stream)
@@ -379,73 +385,33 @@ class H2KyoukaiProtocol(Connection):
         try:
             if len(headers) > settings.max_header_count + 4:
                 raise ProtocolError("too many headers")
-            environ = stream.environ = request_environ(self._base_environ, headers)
-            length = environ.get("CONTENT_LENGTH")
-            if length is not None and parse_content_length(length) > settings.max_body_size:
-                raise ProtocolError("body too large")
-            coding = environ.get("HTTP_CONTENT_ENCODING")
-            if coding is not None:
-                decoder = ContentDecoder(
-                    coding, settings.max_body_size, settings.max_content_codings
-                )
-                if decoder.active:
-                    stream.use_decoder(decoder)
-                    del environ["HTTP_CONTENT_ENCODING"]
-        except ProtocolError as exc:
-            self._refuse(stream, exc)
-        else:
-            if environ["REQUEST_METHOD"] == "CONNECT":
+            stream.environ = request_environ(self._base_environ, headers)
+            if stream.environ["REQUEST_METHOD"] == "CONNECT":
                 open_websocket(self, stream)  # or refused: this server is no proxy
             else:
-                stream.deadline = self._state.deadline(settings.body_timeout)
-                self._watch(stream.deadline)
+                self._begin(stream, event.stream_ended is not None)
+        except ProtocolError as exc:
+            self._refuse(stream, exc)
         if self._requests >= settings.h2_max_requests:
             self._goaway_frame(stream_id)
 
     def receive_data(self, event: ev.DataReceived) -> None:
-        """Called when a piece of a request body has been received."""
-        size = event.flow_controlled_length
+        """Called when a piece of a request body, or of a WebSocket's frames, has arrived."""
         stream = self._streams.get(event.stream_id)
         if isinstance(stream, H2WebSocket):
             stream.data_received(event)
-            return
-        if size:
-            # The body is bounded by max_body_size, not by withholding window.
-            self.conn.acknowledge_received_data(size, event.stream_id)
-        if stream is None or stream.complete:
-            return
-        stream.received += len(event.data)
-        try:
-            if stream.received > self._settings.max_body_size:
-                raise ProtocolError("body too large")
-            stream.insert_data(event.data)
-        except ProtocolError as exc:
-            self._refuse(stream, exc)
-            return
-        stream.deadline = self._state.deadline(self._settings.body_timeout)
+        else:
+            super().receive_data(event)
 
     def stream_complete(self, event: ev.StreamEnded) -> None:
-        """Called when the client ended a stream: run the application for its request."""
+        """Called when the client ended a stream: its body, or its WebSocket, is complete."""
         stream = self._streams.get(event.stream_id)
         if isinstance(stream, H2WebSocket):
             stream.client_ended()
-            return
-        if stream is None or stream.complete:
-            return
-        try:
-            stream.end()
-        except ProtocolError as exc:
-            self._refuse(stream, exc)
-            return
-        environ = stream.environ
-        if stream.received or "CONTENT_LENGTH" in environ:
-            environ["CONTENT_LENGTH"] = str(len(stream.body()))
-        self._start(stream)
+        else:
+            super().stream_complete(event)
 
     def _start(self, stream: H2State) -> None:
-        stream.complete = True
-        stream.deadline = 0.0
-        stream.environ["wsgi.input"] = io.BytesIO(stream.body())
         loop = self.loop
         if loop.get_task_factory() is None:
             stream.task = asyncio.Task(self._handle(stream), loop=loop, name=_TASK_NAME)
@@ -550,6 +516,8 @@ class H2KyoukaiProtocol(Connection):
         finally:
             if self._streams.get(stream.stream_id) is stream:
                 del self._streams[stream.stream_id]
+                if not stream.complete:
+                    self._answered(stream)
                 self._after_stream()
 
     def _deliver(self, stream: H2State, response: Response) -> H2State | None:
@@ -557,6 +525,8 @@ class H2KyoukaiProtocol(Connection):
         stream.response = response
         if isinstance(stream, H2WebSocket):
             return stream.deliver()
+        if stream.body is not None and not stream.body.finished:
+            stream.body.abandon()  # answered: what still arrives is dropped
         return None if send_now(self, stream) else stream
 
     async def _finish_stream(self, stream: H2State) -> None:
@@ -586,6 +556,7 @@ class H2KyoukaiProtocol(Connection):
         if self._closed:
             raise ClientGone
         stream.deadline = 0.0
+        self._track_body(stream)
 
 
 def __getattr__(name: str) -> Any:
