@@ -16,17 +16,20 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-async def dump_dom(url: str, profile: Path, budget_ms: int = 10_000) -> str:
+async def dump_dom(
+    url: str, profile: Path, budget_ms: int = 10_000, flags: tuple[str, ...] = ()
+) -> str:
     """The DOM of ``url`` once it has loaded and ``budget_ms`` of virtual time has passed.
 
     :param profile: An empty directory for the browser's profile.
+    :param flags: More command-line flags (``--ignore-certificate-errors``, say).
     """
     assert CHROMIUM is not None
     browser = await asyncio.create_subprocess_exec(
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
-        "--dump-dom", url,
+        *flags, "--dump-dom", url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -33,7 +33,8 @@ const log = (text) => {
   item.textContent = text;
   document.getElementById("log").appendChild(item);
 };
-const ws = new WebSocket(`ws://${location.host}/echo`, ["echo.v1"]);
+const scheme = location.protocol === "https:" ? "wss" : "ws";
+const ws = new WebSocket(`${scheme}://${location.host}/echo`, ["echo.v1"]);
 ws.binaryType = "arraybuffer";
 ws.onopen = () => {
   const deflate = ws.extensions.includes("permessage-deflate");
@@ -57,7 +58,11 @@ ws.onclose = (event) => {
 """
 
 
-def build_app(closes: list[tuple[int | None, str | None]], reports: list[str]) -> Kyoukai:
+def build_app(
+    closes: list[tuple[int | None, str | None]],
+    reports: list[str],
+    protocols: list[str] | None = None,
+) -> Kyoukai:
     app = Kyoukai("browser")
     reported = asyncio.Event()
 
@@ -80,6 +85,8 @@ def build_app(closes: list[tuple[int | None, str | None]], reports: list[str]) -
     @app.websocket("/echo")
     async def echo(ctx: HTTPRequestContext, ws: WebSocket) -> None:
         await ws.accept("echo.v1" if "echo.v1" in ws.subprotocols else None)
+        if protocols is not None:
+            protocols.append(ctx.request.environ["SERVER_PROTOCOL"])
         async for message in ws:
             if message == "bye":
                 await ws.close(4000, "page done")

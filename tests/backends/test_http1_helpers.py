@@ -180,7 +180,7 @@ def test_error_response_is_complete_and_closes() -> None:
 
 
 def test_every_problem_maps_to_one_status() -> None:
-    assert set(STATUS_FOR.values()) == {400, 408, 413, 414, 415, 431, 501, 503, 505}
+    assert set(STATUS_FOR.values()) == {400, 408, 413, 414, 415, 426, 431, 501, 503, 505}
     assert ProtocolError("head too large").status == 431
 
 

@@ -9,14 +9,24 @@ error code RFC 9113 asks for where h2's differs), and counts
 the frames that cost the server work without giving it a request; :class:`Budget` bounds
 such counts per time window.
 
+:func:`initiate` puts the server's own limits in its preface (``SETTINGS``).
+
 This module does no I/O: bytes in, counts out, :class:`FloodError` when the connection must
 end.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
+
+if TYPE_CHECKING:
+    from h2.connection import H2Connection
+
+    from kyoukai.backends._settings import ServerSettings
 
 __all__ = [
     "FLOOD_WINDOW",
@@ -25,6 +35,7 @@ __all__ = [
     "FloodError",
     "FrameScanner",
     "compression_error",
+    "initiate",
 ]
 
 #: The client connection preface (RFC 9113 section 3.4); h2 checks it, the scanner skips it.
@@ -169,3 +180,32 @@ def compression_error(data: bytes, last_stream_id: int) -> bytes:
         goaway.error_code = ErrorCodes.COMPRESSION_ERROR
         data = data[:-size] + goaway.serialize()
     return data
+
+
+def initiate(conn: H2Connection, settings: ServerSettings, upgrade: bytes | None) -> None:
+    """Queue the server's preface on ``conn``: its ``SETTINGS`` and connection window.
+
+    ``SETTINGS_ENABLE_CONNECT_PROTOCOL`` is always 1: WebSocket routes answer extended
+    ``CONNECT`` (RFC 8441, :mod:`._h2ws`); on an application without any, routing says 404.
+
+    :param upgrade: The ``HTTP2-Settings`` of a connection upgraded from HTTP/1.1 (h2c).
+    """
+    local = conn.local_settings
+    streams = settings.h2_max_concurrent_streams
+    local[SettingCodes.MAX_CONCURRENT_STREAMS] = streams
+    local[SettingCodes.MAX_HEADER_LIST_SIZE] = settings.h2_max_header_list_size
+    local[SettingCodes.INITIAL_WINDOW_SIZE] = settings.h2_initial_window_size
+    local[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+    local.acknowledge()  # these apply to the client's first frames (RFC 9113 section 6.5.3)
+    conn.decoder.max_header_list_size = settings.h2_max_header_list_size
+    if upgrade is None:
+        conn.initiate_connection()
+    else:
+        conn.initiate_upgrade_connection(upgrade)
+    # Advertised: the limit. Enforced by the protocol, on streams being served, with
+    # REFUSED_STREAM; h2 ends the connection only for a client past twice the limit in one go.
+    local[SettingCodes.MAX_CONCURRENT_STREAMS] = 2 * streams
+    local.acknowledge()
+    grow = settings.h2_connection_window_size - conn.inbound_flow_control_window
+    if grow > 0:
+        conn.increment_flow_control_window(grow)

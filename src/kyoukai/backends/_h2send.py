@@ -31,6 +31,9 @@ __all__ = ["send_now", "send_refusal", "send_response"]
 logger = logging.getLogger("kyoukai")
 
 _PLAIN_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+#: Headers a refusal carries besides its text: the version a WebSocket client should use
+#: (RFC 6455 section 4.4).
+_REFUSAL_HEADERS = {"unsupported WebSocket version": [("Sec-WebSocket-Version", "13")]}
 
 
 def send_now(protocol: H2KyoukaiProtocol, stream: H2State) -> bool:
@@ -186,7 +189,8 @@ def send_refusal(protocol: H2KyoukaiProtocol, stream: H2State, exc: ProtocolErro
     the client has not finished sending it (RFC 9113 section 8.1).
     """
     body = f"{exc.status} {exc}\n".encode("latin-1", "replace")
-    headers = response_headers(exc.status, [_PLAIN_TEXT], protocol.date_value(), len(body))
+    pairs = [_PLAIN_TEXT, *_REFUSAL_HEADERS.get(exc.problem, ())]
+    headers = response_headers(exc.status, pairs, protocol.date_value(), len(body))
     conn = protocol.conn
     sid = stream.stream_id
     try:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from h2.errors import ErrorCodes
 
 from kyoukai._body import BODY_ENVIRON_KEY, BodyInput
 from kyoukai._head import check_header
@@ -34,6 +37,8 @@ __all__ = [
     "request_environ",
     "response_headers",
 ]
+
+logger = logging.getLogger("kyoukai")
 
 Header = tuple[bytes, bytes]
 
@@ -197,6 +202,33 @@ class H2State:
         self.response_status = ""
         self.response_header_list: list[tuple[str, str]] = []
         self._held = b""
+
+    # -- what the connection calls; a stream carrying a WebSocket (._h2ws) differs -----------
+
+    def wake(self) -> None:
+        """The client opened a flow-control window: wake the response waiting for it."""
+        if self.window is not None:
+            self.window.set()
+
+    def cancel(self) -> None:
+        """The stream is reset or the connection is gone: fail its body (the handler's client
+        went away), cancel the handler, wake writers."""
+        if self.body is not None:
+            self.body.fail(None)
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+        self.wake()
+
+    def expired(self, now: float) -> None:
+        """The stream's :attr:`deadline` passed: a client that stopped reading the response
+        is reset (``CANCEL``), a body that stopped arriving is answered **408**."""
+        protocol = self.protocol
+        if not protocol._body_late(self):
+            logger.debug("Resetting stream %d: the client stopped reading", self.stream_id)
+            protocol._reset(self, ErrorCodes.CANCEL)
+
+    # -- the request body -----------------------------------------------------------------------
 
     def open_body(self, decoder: ContentDecoder | None) -> BodyStream:
         """Make the stream's :attr:`body`, bounded by the server's limits.

@@ -41,6 +41,8 @@ STATUS_FOR: dict[str, int] = {
     "request body timeout": 408,
     "too many connections": 503,
     "too many WebSockets": 503,
+    "CONNECT is not supported": 501,
+    "unsupported WebSocket version": 426,
 }
 
 

@@ -4,8 +4,8 @@
 the connection go in (:meth:`WebSocketWire.data_received`), messages come out to the
 handler, and what the handler sends goes back as frames. It knows nothing of HTTP: the
 connection that carries it answers the handshake (its :data:`Switch`) and attaches a
-transport, so an HTTP/2 stream (RFC 8441) can carry it as well as an HTTP/1.1 connection
-after its ``101`` (:mod:`._ws_http1`).
+transport: an HTTP/1.1 connection after its ``101`` (:mod:`._ws_http1`), or an HTTP/2 stream
+after its ``200`` (RFC 8441, :mod:`._h2ws`).
 
 ``websockets`` was chosen over ``wsproto`` by measurement (one echoed message, server side,
 this machine): 6.7 µs against 15.3 µs for 32 bytes of text, 20 µs against 150 µs for 64 KiB
@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from websockets.exceptions import InvalidHeader, NegotiationError
 from websockets.extensions.base import Extension
@@ -39,7 +39,7 @@ from websockets.headers import build_extension, parse_extension
 from websockets.protocol import OPEN, Side
 from websockets.protocol import Protocol as FrameProtocol
 
-from kyoukai.backends._flow import ClientGone, FlowControl
+from kyoukai.backends._flow import ClientGone
 from kyoukai.backends._frames import data_frame, parse_data_frames
 from kyoukai.websocket import ABNORMAL_CLOSURE, WebSocketDisconnect
 
@@ -47,12 +47,43 @@ if TYPE_CHECKING:
     from kyoukai.backends._settings import ServerSettings
     from kyoukai.backends._state import ServerState
 
-__all__ = ["COALESCE_LIMIT", "Switch", "WebSocketWire", "negotiate_deflate"]
+__all__ = [
+    "COALESCE_LIMIT",
+    "Switch",
+    "WebSocketWire",
+    "WireFlow",
+    "WireTransport",
+    "negotiate_deflate",
+]
 
 #: What a connection does when its WebSocket is accepted: answer the handshake with the headers
 #: given (subprotocol, extensions, the handler's) — a ``101`` on HTTP/1.1, a ``200`` on an
 #: HTTP/2 stream (RFC 8441) — and :meth:`WebSocketWire.attach` the transport frames go over.
 Switch = Callable[[list[tuple[str, str]]], None]
+
+
+class WireTransport(Protocol):
+    """Where a session's frames go: an ``asyncio.Transport`` (HTTP/1.1), or the DATA of an
+    HTTP/2 stream (:mod:`._h2ws`). ``close()`` ends the connection or the stream cleanly."""
+
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class WireFlow(Protocol):
+    """Back-pressure both ways, as :class:`~kyoukai.backends._flow.FlowControl` has it: the
+    session stops the client's sending while its queue is full, and waits while the client
+    is behind in reading."""
+
+    @property
+    def read_paused(self) -> bool: ...
+    @property
+    def write_paused(self) -> bool: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    async def drain(self) -> None: ...
+
 
 #: Bytes of frames held for one write before they go out anyway (see WebSocketWire._write).
 COALESCE_LIMIT = 64 * 1024
@@ -102,8 +133,8 @@ class WebSocketWire:
         self._settings = settings
         self._environ = environ
         self._switch = switch
-        self._transport: asyncio.Transport | None = None
-        self._flow: FlowControl | None = None
+        self._transport: WireTransport | None = None
+        self._flow: WireFlow | None = None
         self._frames: FrameProtocol | None = None
         self._queue: deque[str | bytes] = deque()
         self._max_queue = settings.websocket_max_queue
@@ -128,7 +159,7 @@ class WebSocketWire:
     # -- the Channel --------------------------------------------------------------------------
 
     async def accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
-        """Write the ``101`` and start speaking WebSocket."""
+        """Answer the handshake (``101``, or ``200`` on HTTP/2) and start speaking WebSocket."""
         if self.closed is not None:
             raise WebSocketDisconnect(ABNORMAL_CLOSURE, "the client went away")
         response, extensions = negotiate_deflate(self._environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS"))
@@ -144,8 +175,8 @@ class WebSocketWire:
         self._next_ping = self._state.deadline(self._settings.websocket_ping_interval)
         self._switch(headers)
 
-    def attach(self, transport: asyncio.Transport, flow: FlowControl) -> None:
-        """Speak over ``transport`` from now on (the ``101`` is written)."""
+    def attach(self, transport: WireTransport, flow: WireFlow) -> None:
+        """Speak over ``transport`` from now on (the handshake is answered)."""
         self._transport = transport
         self._flow = flow
 

@@ -50,7 +50,13 @@ from kyoukai._context import PROTOCOL_ENVIRON_KEY
 from kyoukai.backends._exchange import Exchange
 from kyoukai.backends._flow import ClientGone
 from kyoukai.backends._h2body import BodyH2Connection, H2BodyConnection
-from kyoukai.backends._h2limits import Budget, FloodError, FrameScanner, compression_error
+from kyoukai.backends._h2limits import (
+    Budget,
+    FloodError,
+    FrameScanner,
+    compression_error,
+    initiate,
+)
 from kyoukai.backends._h2send import send_now, send_refusal, send_response
 from kyoukai.backends._h2stream import (
     H2State,
@@ -58,6 +64,7 @@ from kyoukai.backends._h2stream import (
     get_header,
     request_environ,
 )
+from kyoukai.backends._h2ws import H2WebSocket, close_websockets, open_websocket
 from kyoukai.backends._settings import ProtocolError
 from kyoukai.backends._state import ServerState
 
@@ -162,34 +169,16 @@ class H2KyoukaiProtocol(H2BodyConnection):
     # -- the connection -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Called when a connection is made: send the server's preface (SETTINGS).
+        """Called when a connection is made: send the server's preface (SETTINGS, see
+        :func:`~kyoukai.backends._h2limits.initiate`).
 
         :param transport: The transport made by the connection.
         """
         super().connection_made(transport)
         if self._closed:
             return
-        settings = self._settings
-        conn = self.conn
-        local = conn.local_settings
-        streams = settings.h2_max_concurrent_streams
-        local[SettingCodes.MAX_CONCURRENT_STREAMS] = streams
-        local[SettingCodes.MAX_HEADER_LIST_SIZE] = settings.h2_max_header_list_size
-        local[SettingCodes.INITIAL_WINDOW_SIZE] = settings.h2_initial_window_size
-        local.acknowledge()  # these apply to the client's first frames (RFC 9113 section 6.5.3)
-        conn.decoder.max_header_list_size = settings.h2_max_header_list_size
         upgrade = self._upgrade
-        if upgrade is None:
-            conn.initiate_connection()
-        else:
-            conn.initiate_upgrade_connection(upgrade[1])
-        # Advertised: the limit. Enforced here, on streams being served, with REFUSED_STREAM;
-        # h2 ends the connection only for a client past twice the limit in one go.
-        local[SettingCodes.MAX_CONCURRENT_STREAMS] = 2 * streams
-        local.acknowledge()
-        grow = settings.h2_connection_window_size - conn.inbound_flow_control_window
-        if grow > 0:
-            conn.increment_flow_control_window(grow)
+        initiate(self.conn, self._settings, None if upgrade is None else upgrade[1])
         if upgrade is not None:
             self._upgrade = None
             stream = H2State([], 1, self)
@@ -283,7 +272,7 @@ class H2KyoukaiProtocol(H2BodyConnection):
         except H2Error:
             pass  # a GOAWAY already went out
         for stream in self._streams.values():
-            self._cancel(stream)
+            stream.cancel()
         self._streams.clear()
         # Lingering close: a client still sending would otherwise get a TCP reset that
         # discards the GOAWAY before it is read.
@@ -295,15 +284,15 @@ class H2KyoukaiProtocol(H2BodyConnection):
         self.close(code)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Called when the connection closes: cancel handlers still running, wake writers."""
+        """Called when the connection closes: cancel handlers still running, wake writers
+        (a WebSocket's handler is told its session ended)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        for stream in self._streams.values():
-            if stream.body is not None:
-                stream.body.fail(None)
+        streams, self._streams = self._streams, {}
         super().connection_lost(exc)
-        self._wake_all()
+        for stream in streams.values():
+            stream.cancel()
 
     def _goaway_frame(self, last_stream_id: int) -> None:
         """Send a graceful ``GOAWAY(NO_ERROR)`` h2 does not know of, so streams up to
@@ -338,19 +327,15 @@ class H2KyoukaiProtocol(H2BodyConnection):
             self._finish()
             return
         nearest = 0.0
+        streams = self._streams
         try:
-            for stream in list(self._streams.values()):
+            for stream in list(streams.values()):
+                if stream.deadline and now >= stream.deadline:
+                    stream.expired(now)
                 deadline = stream.deadline
-                if not deadline:
-                    continue
-                if now >= deadline:
-                    if not self._body_late(stream):
-                        logger.debug(
-                            "Resetting stream %d: the client stopped reading", stream.stream_id
-                        )
-                        self._reset(stream, ErrorCodes.CANCEL)
-                elif not nearest or deadline < nearest:
-                    nearest = deadline
+                if deadline and (not nearest or deadline < nearest):
+                    if streams.get(stream.stream_id) is stream:
+                        nearest = deadline
         except FloodError as exc:
             self._fail(exc.code, str(exc))
             return
@@ -375,6 +360,12 @@ class H2KyoukaiProtocol(H2BodyConnection):
         """The handler tasks of this connection that have not finished."""
         return [s.task for s in self._streams.values() if s.task is not None and not s.task.done()]
 
+    def abort(self) -> None:
+        """End of the grace period: open WebSockets close with 1001 (going away), the
+        connection closes and the handlers still running are cancelled."""
+        if not close_websockets(self):
+            super().abort()
+
     # -- events -------------------------------------------------------------------------------
 
     def request_received(self, event: ev.RequestReceived) -> None:
@@ -395,11 +386,30 @@ class H2KyoukaiProtocol(H2BodyConnection):
             if len(headers) > settings.max_header_count + 4:
                 raise ProtocolError("too many headers")
             stream.environ = request_environ(self._base_environ, headers)
-            self._begin(stream, event.stream_ended is not None)
+            if stream.environ["REQUEST_METHOD"] == "CONNECT":
+                open_websocket(self, stream)  # or refused: this server is no proxy
+            else:
+                self._begin(stream, event.stream_ended is not None)
         except ProtocolError as exc:
             self._refuse(stream, exc)
         if self._requests >= settings.h2_max_requests:
             self._goaway_frame(stream_id)
+
+    def receive_data(self, event: ev.DataReceived) -> None:
+        """Called when a piece of a request body, or of a WebSocket's frames, has arrived."""
+        stream = self._streams.get(event.stream_id)
+        if isinstance(stream, H2WebSocket):
+            stream.data_received(event)
+        else:
+            super().receive_data(event)
+
+    def stream_complete(self, event: ev.StreamEnded) -> None:
+        """Called when the client ended a stream: its body, or its WebSocket, is complete."""
+        stream = self._streams.get(event.stream_id)
+        if isinstance(stream, H2WebSocket):
+            stream.client_ended()
+        else:
+            super().stream_complete(event)
 
     def _start(self, stream: H2State) -> None:
         loop = self.loop
@@ -412,15 +422,14 @@ class H2KyoukaiProtocol(H2BodyConnection):
         """Called when a flow-control window has opened again: wake the streams waiting."""
         if event.stream_id:
             stream = self._streams.get(event.stream_id)
-            if stream is not None and stream.window is not None:
-                stream.window.set()
+            if stream is not None:
+                stream.wake()
         else:
             self._wake_all()
 
     def _wake_all(self) -> None:
-        for stream in self._streams.values():
-            if stream.window is not None:
-                stream.window.set()
+        for stream in list(self._streams.values()):
+            stream.wake()
 
     def _settings_changed(self, event: ev.RemoteSettingsChanged) -> None:
         if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
@@ -429,7 +438,7 @@ class H2KyoukaiProtocol(H2BodyConnection):
     def _stream_reset(self, event: ev.StreamReset) -> None:
         stream = self._streams.pop(event.stream_id, None)
         if stream is not None:
-            self._cancel(stream)
+            stream.cancel()
         self._spend_reset()
 
     def _terminated(self, event: ev.ConnectionTerminated) -> None:
@@ -450,19 +459,11 @@ class H2KyoukaiProtocol(H2BodyConnection):
         self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
         self._spend_reset()
 
-    def _cancel(self, stream: H2State) -> None:
-        if stream.body is not None:
-            stream.body.fail(None)  # the handler's client went away
-        if stream.task is not None and not stream.task.done():
-            stream.task.cancel()
-        if stream.window is not None:
-            stream.window.set()
-
     def _reset(self, stream: H2State, code: ErrorCodes) -> None:
         """Reset a stream we answer no further, cancelling its handler."""
         if self._streams.pop(stream.stream_id, None) is None:
             return
-        self._cancel(stream)
+        stream.cancel()
         try:
             self.conn.reset_stream(stream.stream_id, code)
         except H2Error:
@@ -522,12 +523,17 @@ class H2KyoukaiProtocol(H2BodyConnection):
     def _deliver(self, stream: H2State, response: Response) -> H2State | None:
         """Send a response that can go out at once; else leave it for :meth:`_finish_stream`."""
         stream.response = response
+        if isinstance(stream, H2WebSocket):
+            return stream.deliver()
         if stream.body is not None and not stream.body.finished:
             stream.body.abandon()  # answered: what still arrives is dropped
         return None if send_now(self, stream) else stream
 
     async def _finish_stream(self, stream: H2State) -> None:
-        await self.sending_loop(stream.stream_id)
+        if isinstance(stream, H2WebSocket):
+            await stream.finish()
+        else:
+            await self.sending_loop(stream.stream_id)
 
     async def sending_loop(self, stream_id: int) -> None:
         """Send the response of stream ``stream_id``: headers, then its body as it comes.
