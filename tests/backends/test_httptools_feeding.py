@@ -86,7 +86,9 @@ class RecordingApp(Kyoukai):
         return Response(b"ok")
 
 
-def make_protocol(**options: Any) -> tuple[KyoukaiProtocol, FakeTransport, RecordingApp]:
+def make_protocol(
+    transport: FakeTransport | None = None, **options: Any
+) -> tuple[KyoukaiProtocol, FakeTransport, RecordingApp]:
     app = RecordingApp()
     server_settings = ServerSettings(**options)
     context = Context()
@@ -94,7 +96,7 @@ def make_protocol(**options: Any) -> tuple[KyoukaiProtocol, FakeTransport, Recor
     protocol = KyoukaiProtocol(
         _Holder(app, server_settings, None), context, "10.0.0.2", 80, state=state
     )
-    transport = FakeTransport()
+    transport = FakeTransport() if transport is None else transport
     protocol.connection_made(transport)
     return protocol, transport, app
 
@@ -213,3 +215,22 @@ async def test_too_many_trailer_fields_get_431() -> None:
     written, app = await feed_in_pieces([request + b"\r\n"], max_header_count=10)
     assert written.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
     assert app.seen == []
+
+
+class PeerGoneTransport(FakeTransport):
+    """A socket whose peer is already gone: shutting down its writing side fails, as
+    ``shutdown(SHUT_WR)`` does on a connection the client reset (ENOTCONN)."""
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        raise OSError(107, "Transport endpoint is not connected")
+
+
+async def test_lingering_close_on_a_socket_whose_peer_is_gone_just_closes() -> None:
+    transport = PeerGoneTransport()
+    protocol, _, _ = make_protocol(transport)
+    protocol.data_received(b"NOT HTTP\r\n\r\n")  # refused: the server answers and lingers
+    assert transport.written.startswith(b"HTTP/1.1 400 ")
+    assert transport.closed

@@ -198,7 +198,11 @@ class Connection(asyncio.Protocol):
         transport.write(data)
         if transport.can_write_eof():
             # Lingering close: stop writing, drop whatever still arrives, close on EOF or soon.
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError:  # the client is gone already (ENOTCONN): nobody to linger for
+                self._close()
+                return
             self._deadline = self._state.clock + LINGER_SECONDS
         else:
             self._close()
