@@ -4,6 +4,7 @@ CONNECT and the WebSocket frames of ``websockets``' sans-I/O core (``h2ws_client
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from h2.errors import ErrorCodes
 from h2ws_client import TIMEOUT, H2WSConnection, SettingCodes
 
+from conftest import StartServer
 from kyoukai import HTTPRequestContext, Kyoukai
 from kyoukai.backends._server import KyoukaiServer
 from kyoukai.websocket import WebSocket
@@ -46,19 +48,9 @@ def record() -> Record:
 
 
 @pytest.fixture
-async def h2_server(record: Record) -> AsyncIterator[Callable[..., Awaitable[KyoukaiServer]]]:
-    servers: list[KyoukaiServer] = []
-
-    async def start(**options: Any) -> KyoukaiServer:
-        server = await build_app(record).start("127.0.0.1", 0, http2=True, **options)
-        servers.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            await server.stop(grace=1.0)
+def h2_server(start: StartServer, record: Record) -> StartServer:
+    """Start a server of the WebSocket application (each stopped at the end)."""
+    return functools.partial(start, app=build_app(record), http2=True)
 
 
 @pytest.fixture

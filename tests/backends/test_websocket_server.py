@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import struct
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from conftest import StartServer
 from helpers import IO_TIMEOUT, RawClient
 from kyoukai.backends._flow import FlowControl
 from kyoukai.backends._server import KyoukaiServer
@@ -36,19 +38,9 @@ def record() -> Record:
 
 
 @pytest.fixture
-async def ws_server(record: Record) -> AsyncIterator[Callable[..., Awaitable[KyoukaiServer]]]:
-    servers: list[KyoukaiServer] = []
-
-    async def start(**options: Any) -> KyoukaiServer:
-        server = await build_ws_app(record).start("127.0.0.1", 0, **options)
-        servers.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            await server.stop(grace=1.0)
+def ws_server(start: StartServer, record: Record) -> StartServer:
+    """Start a server of the WebSocket application (each stopped at the end)."""
+    return functools.partial(start, app=build_ws_app(record))
 
 
 @pytest.fixture
