@@ -54,14 +54,17 @@ def h2_server(start: StartServer, record: Record) -> StartServer:
 
 
 @pytest.fixture
-async def connect(h2_server: Callable[..., Awaitable[KyoukaiServer]]) -> AsyncIterator[Open]:
+async def connect(h2_server: StartServer) -> AsyncIterator[Open]:
     connections: list[H2WSConnection] = []
     server: list[KyoukaiServer] = []
 
-    async def open_connection(**options: Any) -> H2WSConnection:
-        if not server:
-            server.append(await h2_server())
-        connection = await H2WSConnection.connect(server[0].port, **options)
+    async def open_connection(to: KyoukaiServer | None = None, **options: Any) -> H2WSConnection:
+        """Connect to ``to``, or to a server with the default settings, started on first use."""
+        if to is None:
+            if not server:
+                server.append(await h2_server())
+            to = server[0]
+        connection = await H2WSConnection.connect(to.port, **options)
         connections.append(connection)
         return connection
 
@@ -134,36 +137,30 @@ async def test_the_server_waits_for_a_closed_window(connect: Open) -> None:
     assert await ws.receive() == b"z" * 100_000
 
 
-async def test_ping_and_pong(h2_server: Callable[..., Awaitable[KyoukaiServer]]) -> None:
+async def test_ping_and_pong(h2_server: StartServer, connect: Open) -> None:
     server = await h2_server(websocket_ping_interval=0.2)
-    client = await H2WSConnection.connect(server.port)
-    try:
-        ws = await client.open("/echo")
-        await ws.ping(b"are you there")
-        async with asyncio.timeout(TIMEOUT):
-            assert await ws.pongs.get() == b"are you there"
-        await client.wait_until(lambda: ws.pings == [b"kyoukai"])  # the server's keep-alive
-        await ws.send("still open")
-        assert await ws.receive() == "still open"
-    finally:
-        await client.close()
+    client = await connect(server)
+    ws = await client.open("/echo")
+    await ws.ping(b"are you there")
+    async with asyncio.timeout(TIMEOUT):
+        assert await ws.pongs.get() == b"are you there"
+    await client.wait_until(lambda: ws.pings == [b"kyoukai"])  # the server's keep-alive
+    await ws.send("still open")
+    assert await ws.receive() == "still open"
 
 
 async def test_a_peer_that_does_not_answer_pings_is_closed_with_1011(
-    h2_server: Callable[..., Awaitable[KyoukaiServer]], record: Record
+    h2_server: StartServer, record: Record, connect: Open
 ) -> None:
     server = await h2_server(websocket_ping_interval=0.1, websocket_ping_timeout=0.2)
-    client = await H2WSConnection.connect(server.port)
-    try:
-        ws = await client.open("/echo")
-        ws.auto_answer = False
-        await ws.wait_ended()
-        assert ws.close_frame == (1011, "keepalive ping timeout")
-        async with asyncio.timeout(TIMEOUT):
-            await record.closed.wait()
-        assert record.closes == [(1011, "keepalive ping timeout")]
-    finally:
-        await client.close()
+    client = await connect(server)
+    ws = await client.open("/echo")
+    ws.auto_answer = False
+    await ws.wait_ended()
+    assert ws.close_frame == (1011, "keepalive ping timeout")
+    async with asyncio.timeout(TIMEOUT):
+        await record.closed.wait()
+    assert record.closes == [(1011, "keepalive ping timeout")]
 
 
 @pytest.mark.parametrize("code", [1000, 4002])
@@ -200,17 +197,14 @@ async def test_permessage_deflate(connect: Open) -> None:
 
 
 async def test_a_message_over_the_limit_closes_with_1009(
-    h2_server: Callable[..., Awaitable[KyoukaiServer]],
+    h2_server: StartServer, connect: Open
 ) -> None:
     server = await h2_server(websocket_max_message_size=1000)
-    client = await H2WSConnection.connect(server.port)
-    try:
-        ws = await client.open("/echo")
-        await ws.send(b"x" * 1001)
-        await ws.wait_ended()
-        assert ws.close_frame is not None and ws.close_frame[0] == 1009
-    finally:
-        await client.close()
+    client = await connect(server)
+    ws = await client.open("/echo")
+    await ws.send(b"x" * 1001)
+    await ws.wait_ended()
+    assert ws.close_frame is not None and ws.close_frame[0] == 1009
 
 
 @pytest.mark.parametrize(
@@ -244,27 +238,22 @@ async def test_a_plain_get_to_a_websocket_route_gets_426(connect: Open) -> None:
 
 
 async def test_client_reset_reaches_the_handler(
-    h2_server: Callable[..., Awaitable[KyoukaiServer]], record: Record
+    h2_server: StartServer, record: Record, connect: Open
 ) -> None:
     server = await h2_server()
-    client = await H2WSConnection.connect(server.port)
-    try:
-        ws = await client.open("/echo")
-        await ws.send("one")
-        assert await ws.receive() == "one"
-        await ws.reset_stream()
-        async with asyncio.timeout(TIMEOUT):
-            await record.closed.wait()
-        assert record.closes == [(1006, "")]
-        assert server._state.websockets == 0
-        assert (await client.get("/")) == (200, b"http")
-    finally:
-        await client.close()
+    client = await connect(server)
+    ws = await client.open("/echo")
+    await ws.send("one")
+    assert await ws.receive() == "one"
+    await ws.reset_stream()
+    async with asyncio.timeout(TIMEOUT):
+        await record.closed.wait()
+    assert record.closes == [(1006, "")]
+    assert server._state.websockets == 0
+    assert (await client.get("/")) == (200, b"http")
 
 
-async def test_connection_loss_reaches_the_handler(
-    h2_server: Callable[..., Awaitable[KyoukaiServer]], record: Record
-) -> None:
+async def test_connection_loss_reaches_the_handler(h2_server: StartServer, record: Record) -> None:
     server = await h2_server()
     client = await H2WSConnection.connect(server.port)
     ws = await client.open("/echo")
@@ -303,34 +292,26 @@ async def test_a_slow_handler_withholds_only_the_streams_window(
 
 
 async def test_a_client_that_never_opens_its_window_is_reset(
-    h2_server: Callable[..., Awaitable[KyoukaiServer]],
+    h2_server: StartServer, connect: Open
 ) -> None:
     server = await h2_server(write_timeout=0.3)
-    client = await H2WSConnection.connect(
-        server.port, settings={SettingCodes.INITIAL_WINDOW_SIZE: 100}, ack=False
-    )
-    try:
-        ws = await client.open("/big/10000")
-        await ws.wait_ended()
-        assert ws.reset == ErrorCodes.CANCEL
-        assert server._state.websockets == 0
-    finally:
-        await client.close()
+    client = await connect(server, settings={SettingCodes.INITIAL_WINDOW_SIZE: 100}, ack=False)
+    ws = await client.open("/big/10000")
+    await ws.wait_ended()
+    assert ws.reset == ErrorCodes.CANCEL
+    assert server._state.websockets == 0
 
 
 async def test_shutdown_closes_sockets_with_1001(
-    h2_server: Callable[..., Awaitable[KyoukaiServer]], record: Record
+    h2_server: StartServer, record: Record, connect: Open
 ) -> None:
     server = await h2_server()
-    client = await H2WSConnection.connect(server.port)
-    try:
-        ws = await client.open("/echo")
-        await ws.send("before")
-        assert await ws.receive() == "before"
-        async with asyncio.timeout(TIMEOUT):
-            await server.stop(grace=0.1)
-        await ws.wait_ended()
-        assert ws.close_frame == (1001, "server shutting down")
-        assert record.closes == [(1001, "server shutting down")]
-    finally:
-        await client.close()
+    client = await connect(server)
+    ws = await client.open("/echo")
+    await ws.send("before")
+    assert await ws.receive() == "before"
+    async with asyncio.timeout(TIMEOUT):
+        await server.stop(grace=0.1)
+    await ws.wait_ended()
+    assert ws.close_frame == (1001, "server shutting down")
+    assert record.closes == [(1001, "server shutting down")]
