@@ -32,6 +32,8 @@ X_FORWARDED_KEYS = (
     "HTTP_X_FORWARDED_HOST",
     "HTTP_X_FORWARDED_PORT",
 )
+#: Every environ key a proxy field arrives under.
+_PROXY_KEYS = frozenset((*X_FORWARDED_KEYS, "HTTP_FORWARDED"))
 _SCHEMES = ("http", "https")
 _ORIGINAL = ("REMOTE_ADDR", "wsgi.url_scheme", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT")
 
@@ -121,12 +123,15 @@ def apply_proxy_headers(environ: dict[str, Any]) -> None:
 
     :param environ: The environ of a request that came from a trusted proxy.
     """
-    if any(key in environ for key in X_FORWARDED_KEYS):
+    keys = environ.keys()
+    if keys.isdisjoint(_PROXY_KEYS):
+        return  # the usual request: one lookup per key, in C
+    if not keys.isdisjoint(X_FORWARDED_KEYS):
         scheme = environ["wsgi.url_scheme"]
         _X_FORWARDED(environ, None)  # type: ignore[arg-type]
         if environ["wsgi.url_scheme"] not in _SCHEMES:
             environ["wsgi.url_scheme"] = scheme
-    elif "HTTP_FORWARDED" in environ:
+    else:
         _apply_forwarded(environ, environ["HTTP_FORWARDED"])
 
 
