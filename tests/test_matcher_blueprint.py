@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import MapAdapter, RequestRedirect
+from werkzeug.routing import MapAdapter, RequestRedirect, Rule
 from werkzeug.test import EnvironBuilder
 
 from kyoukai import Blueprint, TestKyoukai
+from kyoukai._matcher import MatchCache
+from kyoukai.blueprint import MATCH_CACHE_SIZE
 
 _URLS = [
     "/",
@@ -84,7 +87,7 @@ def slow_answer(
 ) -> tuple[Any, ...]:
     with monkeypatch.context() as patch:
         patch.setattr(app.root, "_matchers", None)
-        patch.setattr(app.root, "_match_cache", {})
+        patch.setattr(app.root, "_match_cache", MatchCache(MATCH_CACHE_SIZE))
         return answer(app, environ)
 
 
@@ -108,7 +111,8 @@ def test_blueprint_match_is_werkzeugs(
         environ = EnvironBuilder(path=path, method=method, base_url=f"http://{host}/").get_environ()
         expected = slow_answer(built, environ, monkeypatch)
         assert answer(built, environ) == expected, (path, method, host)
-        assert answer(built, environ) == expected  # a second time, from the match cache
+        assert answer(built, environ) == expected  # a second time: now remembered
+        assert answer(built, environ) == expected  # a third time, from the match cache
 
 
 def _count_adapter_matches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -187,3 +191,43 @@ async def test_host_routes_match_without_the_adapter(
         resp = await app.inject_request({"Host": host}, "/user/5")
         assert (resp.status_code, resp.get_data()) == (200, body)
     assert calls == []
+
+
+def test_a_path_is_cached_when_it_repeats() -> None:
+    cache = MatchCache(4)
+    rule = Rule("/user/<int:id>")
+    cache.remember(("/user/1", "GET"), "route", {"id": 1}, rule)
+    assert cache.get(("/user/1", "GET")) is None  # seen once: only its hash is kept
+    cache.remember(("/user/1", "GET"), "route", {"id": 1}, rule)
+    assert cache.get(("/user/1", "GET")) == ("route", {"id": 1}, rule)
+    assert cache.get(("/user/1", "POST")) is None
+
+
+def test_the_cache_and_its_candidates_stay_bounded() -> None:
+    cache = MatchCache(4)
+    rule = Rule("/user/<int:id>")
+    for n in range(10):
+        for _ in range(2):
+            cache.remember((f"/user/{n}", "GET"), "route", {"id": n}, rule)
+    assert len(cache._results) <= 4
+    assert len(cache._seen_once) <= 4
+    assert cache.get(("/user/9", "GET")) is not None
+
+
+def test_paths_that_never_repeat_leave_no_tracked_objects(app: TestKyoukai) -> None:
+    """An id per request: nothing survives the request for the collector to promote, so the
+    oldest generation does not grow and no full collection walks the routing tables."""
+
+    @app.route("/user/<int:id>")
+    async def user(ctx: Any, id: int) -> str:
+        return str(id)
+
+    app.finalize()
+    root = app.root
+    base = EnvironBuilder(path="/user/0").get_environ()
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(3 * MATCH_CACHE_SIZE):
+        root.match({**base, "PATH_INFO": f"/user/{n}"})
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100  # it was two per path, up to the bound

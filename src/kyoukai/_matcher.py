@@ -25,7 +25,8 @@ answers only when the walk would end exactly there, and leaves everything else t
 
 :class:`MapMatchers` applies this to a blueprint tree's two maps (hosted routes first, then
 those for any host) as :meth:`Blueprint.match <kyoukai.Blueprint.match>` does with the
-adapters, whose answer :func:`adapter_match` gives.
+adapters, whose answer :func:`adapter_match` gives, and :class:`MatchCache` remembers the
+matches of paths that repeat.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "UNSURE",
     "FastMatcher",
     "MapMatchers",
+    "MatchCache",
     "adapter_match",
     "is_websocket_upgrade",
 ]
@@ -456,6 +458,46 @@ class MapMatchers:
             domain = adapter.subdomain if adapter.subdomain is not None else adapter.server_name
             found = self._any_host.match(domain, path, method, adapter.websocket)
         return found if isinstance(found, tuple) else None
+
+
+class MatchCache:
+    """The match results of parametrised paths that repeat, bounded at ``size`` entries.
+
+    A path is remembered the second time it is asked for. The first sighting keeps only the
+    hash of ``(path, method)``, an int the garbage collector does not track, so traffic that
+    never repeats a path (an id per request) leaves no objects behind: nothing to promote to
+    the oldest generation, and no full collections walking the routing tables.
+
+    :param size: How many results, and how many hashes of paths seen once, are kept; each
+        set is emptied when full.
+    """
+
+    __slots__ = ("_results", "_seen_once", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._results: dict[tuple[str, str], tuple[Any, dict[str, Any], Rule]] = {}
+        self._seen_once: set[int] = set()
+
+    def get(self, key: tuple[str, str]) -> tuple[Any, dict[str, Any], Rule] | None:
+        """The remembered ``(route, params, rule)`` of ``key`` (``(path, method)``), if any."""
+        return self._results.get(key)
+
+    def remember(
+        self, key: tuple[str, str], route: Any, params: Mapping[str, Any], rule: Rule
+    ) -> None:
+        """Note a match of ``key``; keep it if ``key`` was asked for before."""
+        seen = self._seen_once
+        digest = hash(key)
+        if digest not in seen:
+            if len(seen) >= self._size:
+                seen.clear()
+            seen.add(digest)
+            return
+        results = self._results
+        if len(results) >= self._size:
+            results.clear()
+        results[key] = (route, dict(params), rule)
 
 
 def adapter_match(

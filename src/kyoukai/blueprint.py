@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError, Map, MapAdapter, Rule, Submount
 
 from kyoukai._hooks import HookHolder, check_hook_type
-from kyoukai._matcher import MapMatchers, adapter_match, is_websocket_upgrade
+from kyoukai._matcher import MapMatchers, MatchCache, adapter_match, is_websocket_upgrade
 from kyoukai._shortcuts import MethodShortcuts
 from kyoukai._types import Handler, HookType
 from kyoukai.route import DEFAULT_METHODS, Route
@@ -32,7 +32,8 @@ ROUTE_GROUP_ATTRIBUTE = "_route_group_bp"
 
 #: How many bound map adapters (per host, scheme and WebSocket upgrade) the root keeps.
 ADAPTER_CACHE_SIZE = 128
-#: How many ``(path, method)`` match results for parametrised routes are remembered.
+#: How many ``(path, method)`` match results for parametrised routes are remembered (see
+#: :class:`~kyoukai._matcher.MatchCache`).
 MATCH_CACHE_SIZE = 1024
 
 
@@ -82,7 +83,7 @@ class Blueprint(MethodShortcuts, HookHolder):
         self._endpoints: dict[str, Route] = {}
         self._adapters: dict[tuple[str, str, str, bool], tuple[MapAdapter, MapAdapter | None]] = {}
         self._static_rules: dict[str, list[tuple[Rule, Route]]] = {}
-        self._match_cache: dict[tuple[str, str], tuple[Route, dict[str, Any], Rule]] = {}
+        self._match_cache = MatchCache(MATCH_CACHE_SIZE)
         self._matchers: MapMatchers | None = None
         if parent is not None:
             parent.add_child(self)
@@ -404,7 +405,7 @@ class Blueprint(MethodShortcuts, HookHolder):
         self._endpoints = endpoints
         self._adapters = {}
         self._static_rules = {}
-        self._match_cache = {}
+        self._match_cache = MatchCache(MATCH_CACHE_SIZE)
         self._matchers = MapMatchers(self.map, self._host_map)
         if self._host_map is None:
             # Paths without parameters are looked up directly; Werkzeug ranks a static rule
@@ -477,9 +478,7 @@ class Blueprint(MethodShortcuts, HookHolder):
         rule, params = found
         route = _route_of(rule)
         if host_adapter is None and matchers is not None and id(rule) in matchers.cacheable:
-            if len(self._match_cache) >= MATCH_CACHE_SIZE:
-                self._match_cache.clear()
-            self._match_cache[key] = (route, dict(params), rule)
+            self._match_cache.remember(key, route, params, rule)
         return route, params, rule
 
     def url_for(
