@@ -40,7 +40,7 @@ from websockets.protocol import OPEN, Side
 from websockets.protocol import Protocol as FrameProtocol
 
 from kyoukai.backends._flow import ClientGone
-from kyoukai.backends._frames import data_frame, parse_data_frames
+from kyoukai.backends._frames import FrameReader, data_frame
 from kyoukai.websocket import ABNORMAL_CLOSURE, WebSocketDisconnect
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ class WebSocketWire:
         self._max_size = settings.websocket_max_message_size
         #: No extension: whole data frames take the direct path (._frames).
         self._plain = False
+        self._reader = FrameReader(self._max_size)
         self._out: list[bytes] = []
         self._out_size = 0
         self._write_scheduled = False
@@ -244,17 +245,20 @@ class WebSocketWire:
     def data_received(self, data: bytes) -> None:
         """Bytes from the client: frames in, messages to the handler, answers out.
 
-        Whole plain data frames are read directly (:mod:`._frames`) while the protocol has
-        nothing pending; the rest of the read goes to the protocol from that frame on.
+        Plain data frames are read directly (:mod:`._frames`, also across reads) while the
+        protocol has nothing pending; the rest goes to the protocol from that frame on. A
+        frame begun directly when the session closes is handed to the protocol whole.
         """
         frames = self._frames
         if frames is None:
             return
+        reader = self._reader
         if self._plain and frames.state is OPEN and not frames.reader.buffer and not self._parts:
-            messages, used = parse_data_frames(data, self._max_size)
+            messages, data = reader.feed(data)
             for payload, text in messages:
                 self._push(payload, text)
-            data = data[used:]
+        elif reader.pending:
+            data = reader.release() + data
         if data:
             frames.receive_data(data)
         for frame in frames.events_received():
