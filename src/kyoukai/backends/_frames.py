@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - websockets built without its C extension
     from websockets.utils import apply_mask
 
-__all__ = ["FrameReader", "data_frame", "parse_data_frames"]
+__all__ = ["FrameReader", "data_frame", "frame_header", "parse_data_frames"]
 
 _TEXT_FIN, _BINARY_FIN = 0x81, 0x82
 _U16, _U64 = struct.Struct("!H"), struct.Struct("!Q")
@@ -161,12 +161,16 @@ class FrameReader:
         return data
 
 
+def frame_header(length: int, text: bool) -> bytes:
+    """The header of an unmasked, final server frame (RFC 6455 section 5.2)."""
+    first = 0x81 if text else 0x82
+    if length < 126:
+        return bytes((first, length))
+    if length < 1 << 16:
+        return bytes((first, 126)) + _U16.pack(length)
+    return bytes((first, 127)) + _U64.pack(length)
+
+
 def data_frame(payload: bytes, text: bool) -> bytes:
     """A whole, unmasked server frame (RFC 6455 section 5.2) carrying ``payload``."""
-    first = b"\x81" if text else b"\x82"
-    length = len(payload)
-    if length < 126:
-        return first + bytes((length,)) + payload
-    if length < 1 << 16:
-        return first + b"\x7e" + _U16.pack(length) + payload
-    return first + b"\x7f" + _U64.pack(length) + payload
+    return frame_header(len(payload), text) + payload

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from websockets.exceptions import InvalidHeader, NegotiationError
@@ -40,7 +40,7 @@ from websockets.protocol import OPEN, Side
 from websockets.protocol import Protocol as FrameProtocol
 
 from kyoukai.backends._flow import ClientGone
-from kyoukai.backends._frames import FrameReader, data_frame
+from kyoukai.backends._frames import FrameReader, data_frame, frame_header
 from kyoukai.websocket import ABNORMAL_CLOSURE, WebSocketDisconnect
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class WireTransport(Protocol):
     HTTP/2 stream (:mod:`._h2ws`). ``close()`` ends the connection or the stream cleanly."""
 
     def write(self, data: bytes) -> None: ...
+    def writelines(self, data: Iterable[bytes]) -> None: ...
     def close(self) -> None: ...
     def abort(self) -> None: ...
 
@@ -205,9 +206,13 @@ class WebSocketWire:
             raise self._disconnect()
         if self._plain:
             if isinstance(message, str):
-                self._write(data_frame(message.encode("utf-8"), True))
+                payload, text = message.encode("utf-8"), True
             else:
-                self._write(data_frame(message, False))
+                payload, text = message, False
+            if len(payload) >= COALESCE_LIMIT:
+                self._write_large(frame_header(len(payload), text), payload)
+            else:
+                self._write(data_frame(payload, text))
         else:
             if isinstance(message, str):
                 frames.send_text(message.encode("utf-8"))
@@ -340,6 +345,17 @@ class WebSocketWire:
         elif not self._write_scheduled:
             self._write_scheduled = True
             asyncio.get_running_loop().call_soon(self._write_out)
+
+    def _write_large(self, header: bytes, payload: bytes) -> None:
+        """Send a frame of :data:`COALESCE_LIMIT` or more, after the frames held: its
+        payload goes to the transport as it is, not copied behind its header."""
+        out = self._out
+        out.append(header)
+        head = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        if self._transport is not None:
+            self._transport.writelines((head, payload))
 
     def _write_out(self) -> None:
         self._write_scheduled = False
