@@ -232,6 +232,37 @@ async def test_frames_split_across_reads_and_mixed_with_control_frames(port: int
     assert received == [(0x1, b"one"), (0x2, b"two" * 50 + b"!"), (0x1, b"three")]
 
 
+async def test_large_frames_cut_across_writes_with_control_frames_between_fragments(
+    port: int,
+) -> None:
+    big = frame(0x2, b"B" * 200_000)  # a 14-byte header
+    fragments = [frame(0x2, b"f" * 70_000, fin=False), frame(0x9, b"ping")]
+    fragments += [frame(0x0, b"g" * 70_000, fin=False), frame(0xA, b"pong")]
+    fragments += [frame(0x0, b"h" * 10)]
+    async with await raw_websocket(port) as raw:
+        for cut in (1, 2, 9, 13, 14, 15, 100_000, len(big) - 1):
+            await raw.send(big[:cut])
+            await raw.send(big[cut:])
+        for piece in fragments:
+            await raw.send(piece[:5])
+            await raw.send(piece[5:])
+        await raw.send(big[:7] + big[7:] + big[:20])
+        await raw.send(big[20:])
+        received = [await read_frame(raw) for _ in range(12)]
+    received.remove((0xA, b"ping"))
+    assert received[:8] == [(0x2, b"B" * 200_000)] * 8
+    assert received[8] == (0x2, b"f" * 70_000 + b"g" * 70_000 + b"h" * 10)
+    assert received[9:] == [(0x2, b"B" * 200_000)] * 2
+
+
+async def test_frame_over_the_limit_is_refused_before_its_payload_arrives(port: int) -> None:
+    oversized = frame(0x2, b"x" * (2 * 1024 * 1024))
+    async with await raw_websocket(port) as raw:
+        await raw.send(oversized[:9])
+        await raw.send(oversized[9:100_000])  # the rest never comes
+        assert await read_close(raw) == 1009
+
+
 async def test_dead_peer_is_closed_with_1011(
     ws_server: Callable[..., Awaitable[KyoukaiServer]],
 ) -> None:

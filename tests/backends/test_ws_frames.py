@@ -5,7 +5,7 @@ from __future__ import annotations
 from websockets.frames import Opcode
 from websockets.protocol import Protocol, Side
 
-from kyoukai.backends._frames import data_frame, parse_data_frames
+from kyoukai.backends._frames import FrameReader, data_frame, parse_data_frames
 
 
 def client_bytes(*messages: str | bytes) -> bytes:
@@ -54,3 +54,55 @@ def test_server_frames_read_back_through_websockets() -> None:
     )
     frames = [(f.opcode, len(f.data)) for f in client.events_received()]  # type: ignore[union-attr]
     assert frames == [(Opcode.TEXT, 1), (Opcode.BINARY, 70000)]
+
+
+def read_in_pieces(reader: FrameReader, data: bytes, cuts: list[int]) -> list[str | bytes]:
+    """Feed ``data`` cut at ``cuts``; nothing may be left to the protocol."""
+    messages: list[str | bytes] = []
+    for start, stop in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        read, rest = reader.feed(data[start:stop])
+        assert rest == b""
+        messages += [p.decode() if t else p for p, t in read]
+    assert not reader.pending
+    return messages
+
+
+def test_a_frame_cut_anywhere_is_assembled() -> None:
+    # Headers of 6, 8 and 14 bytes; every cut in two, and a frame read one byte at a time.
+    messages: list[str | bytes] = ["hi", "t" * 300, b"L" * 65536, b"end"]
+    wire = client_bytes(*messages)
+    reader = FrameReader(1 << 20)
+    for cut in range(len(wire) + 1):
+        assert read_in_pieces(reader, wire, [cut]) == messages
+    assert read_in_pieces(reader, wire, list(range(1, len(wire)))) == messages
+
+
+def test_a_frame_over_the_limit_is_left_to_the_protocol_from_its_header() -> None:
+    wire = client_bytes(b"x" * 200)  # 8 bytes of header
+    reader = FrameReader(100)
+    assert reader.feed(wire[:50]) == ([], wire[:50])
+    assert not reader.pending
+    assert reader.feed(wire[:3]) == ([], b"")  # the length is not known yet
+    assert reader.feed(wire[3:50]) == ([], wire[:50])
+    assert not reader.pending
+
+
+def test_control_frames_and_fragments_go_to_the_protocol_at_their_boundary() -> None:
+    client = Protocol(Side.CLIENT, max_size=None)
+    client.send_ping(b"p")
+    client.send_binary(b"f" * 1000, fin=False)
+    rest = b"".join(client.data_to_send())
+    whole = client_bytes("first")
+    reader = FrameReader(1 << 20)
+    assert reader.feed(whole + rest) == ([(b"first", True)], rest)
+    assert reader.feed(rest[:1]) == ([], rest[:1])
+
+
+def test_a_frame_begun_is_released_whole() -> None:
+    wire = client_bytes(b"r" * 1000)
+    reader = FrameReader(1 << 20)
+    for cut in (1, 5, 8, 12, 500):
+        assert reader.feed(wire[:cut]) == ([], b"")
+        assert reader.pending
+        assert reader.release() == wire[:cut]
+        assert not reader.pending

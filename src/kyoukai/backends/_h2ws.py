@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
@@ -274,6 +275,11 @@ class H2WebSocket(H2State):
         self._out.append(memoryview(data))
         self._out_size += len(data)
         self._pump()
+
+    def writelines(self, data: Iterable[bytes]) -> None:
+        """Send each of ``data`` in turn (:meth:`write`)."""
+        for piece in data:
+            self.write(piece)
 
     def close(self) -> None:
         """End the stream (END_STREAM) once everything written has been sent."""

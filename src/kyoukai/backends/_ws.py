@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from websockets.exceptions import InvalidHeader, NegotiationError
@@ -40,7 +40,7 @@ from websockets.protocol import OPEN, Side
 from websockets.protocol import Protocol as FrameProtocol
 
 from kyoukai.backends._flow import ClientGone
-from kyoukai.backends._frames import data_frame, parse_data_frames
+from kyoukai.backends._frames import FrameReader, data_frame, frame_header
 from kyoukai.websocket import ABNORMAL_CLOSURE, WebSocketDisconnect
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class WireTransport(Protocol):
     HTTP/2 stream (:mod:`._h2ws`). ``close()`` ends the connection or the stream cleanly."""
 
     def write(self, data: bytes) -> None: ...
+    def writelines(self, data: Iterable[bytes]) -> None: ...
     def close(self) -> None: ...
     def abort(self) -> None: ...
 
@@ -141,6 +142,7 @@ class WebSocketWire:
         self._max_size = settings.websocket_max_message_size
         #: No extension: whole data frames take the direct path (._frames).
         self._plain = False
+        self._reader = FrameReader(self._max_size)
         self._out: list[bytes] = []
         self._out_size = 0
         self._write_scheduled = False
@@ -204,9 +206,13 @@ class WebSocketWire:
             raise self._disconnect()
         if self._plain:
             if isinstance(message, str):
-                self._write(data_frame(message.encode("utf-8"), True))
+                payload, text = message.encode("utf-8"), True
             else:
-                self._write(data_frame(message, False))
+                payload, text = message, False
+            if len(payload) >= COALESCE_LIMIT:
+                self._write_large(frame_header(len(payload), text), payload)
+            else:
+                self._write(data_frame(payload, text))
         else:
             if isinstance(message, str):
                 frames.send_text(message.encode("utf-8"))
@@ -244,17 +250,20 @@ class WebSocketWire:
     def data_received(self, data: bytes) -> None:
         """Bytes from the client: frames in, messages to the handler, answers out.
 
-        Whole plain data frames are read directly (:mod:`._frames`) while the protocol has
-        nothing pending; the rest of the read goes to the protocol from that frame on.
+        Plain data frames are read directly (:mod:`._frames`, also across reads) while the
+        protocol has nothing pending; the rest goes to the protocol from that frame on. A
+        frame begun directly when the session closes is handed to the protocol whole.
         """
         frames = self._frames
         if frames is None:
             return
+        reader = self._reader
         if self._plain and frames.state is OPEN and not frames.reader.buffer and not self._parts:
-            messages, used = parse_data_frames(data, self._max_size)
+            messages, data = reader.feed(data)
             for payload, text in messages:
                 self._push(payload, text)
-            data = data[used:]
+        elif reader.pending:
+            data = reader.release() + data
         if data:
             frames.receive_data(data)
         for frame in frames.events_received():
@@ -336,6 +345,17 @@ class WebSocketWire:
         elif not self._write_scheduled:
             self._write_scheduled = True
             asyncio.get_running_loop().call_soon(self._write_out)
+
+    def _write_large(self, header: bytes, payload: bytes) -> None:
+        """Send a frame of :data:`COALESCE_LIMIT` or more, after the frames held: its
+        payload goes to the transport as it is, not copied behind its header."""
+        out = self._out
+        out.append(header)
+        head = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        if self._transport is not None:
+            self._transport.writelines((head, payload))
 
     def _write_out(self) -> None:
         self._write_scheduled = False
