@@ -103,9 +103,16 @@ def build_ws_app(record: Record) -> Kyoukai:
 
 
 def frame(
-    opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv: int = 0
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    mask: bool = True,
+    rsv: int = 0,
+    key: bytes | None = None,
 ) -> bytes:
-    """One client frame (RFC 6455 section 5.2), masked unless told otherwise."""
+    """One client frame (RFC 6455 section 5.2), masked (with ``key``, else a random one)
+    unless told otherwise."""
     head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
     length = len(payload)
     mask_bit = 0x80 if mask else 0
@@ -117,7 +124,7 @@ def frame(
         head += bytes([mask_bit | 127]) + struct.pack("!Q", length)
     if not mask:
         return head + payload
-    key = os.urandom(4)
+    key = os.urandom(4) if key is None else key
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 

@@ -20,6 +20,8 @@ from kyoukai.backends._server import _Holder
 from kyoukai.backends._settings import ServerSettings
 from kyoukai.backends._state import ServerState
 from kyoukai.backends.httptools_ import KyoukaiProtocol
+from kyoukai.websocket import WebSocket
+from ws_helpers import frame
 
 PIPELINE = (
     b"POST /a?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
@@ -234,3 +236,72 @@ async def test_lingering_close_on_a_socket_whose_peer_is_gone_just_closes() -> N
     protocol.data_received(b"NOT HTTP\r\n\r\n")  # refused: the server answers and lingers
     assert transport.written.startswith(b"HTTP/1.1 400 ")
     assert transport.closed
+
+
+class WatchedTransport(FakeTransport):
+    """Says when the server wrote something; takes the protocol an upgrade switches to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wrote = asyncio.Event()
+        self.protocol: asyncio.BaseProtocol | None = None
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self.protocol is not None
+        return self.protocol
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        super().write(data)
+        self.wrote.set()
+
+
+async def test_a_websocket_fragment_whose_header_ends_a_read_keeps_its_payload() -> None:
+    """Each ``data_received`` is one read. A fragment goes to the full protocol; when a read
+    ends right after its header and mask, the protocol holds no bytes but still waits for
+    the payload, which must reach it rather than be read as the next frame."""
+    app = Kyoukai("ws-feeding")
+
+    @app.websocket("/ws")
+    async def echo(ctx: Any, ws: WebSocket) -> None:
+        await ws.accept()
+        async for message in ws:
+            await ws.send(message)
+
+    server_settings = ServerSettings()
+    context = Context()
+    protocol = KyoukaiProtocol(
+        _Holder(app, server_settings, None),
+        context,
+        "10.0.0.2",
+        80,
+        state=ServerState(app, server_settings, context),
+    )
+    transport = WatchedTransport()
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    protocol.data_received(
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+
+    async def written(expected: bytes) -> None:
+        async with asyncio.timeout(5):
+            while expected not in transport.written:
+                transport.wrote.clear()
+                await transport.wrote.wait()
+
+    await written(b"HTTP/1.1 101 ")
+    # Its payload, masked with a zero key, starts like a whole binary frame of "hello".
+    payload = frame(0x2, b"hello", key=bytes(4)) + b"f" * 289
+    first = frame(0x2, payload, fin=False, key=bytes(4))  # 2 + 2 + 4 bytes of header
+    ping = frame(0x9, b"p" * 10)  # 2 + 4
+    session = transport.get_protocol()
+    assert isinstance(session, asyncio.Protocol) and session is not protocol  # upgraded
+    for piece in (first[:8], first[8:], ping[:6], ping[6:], frame(0x0, b"g" * 10)):
+        session.data_received(piece)
+    await written(b"\x8a\x0a" + b"p" * 10)  # the pong
+    await written(b"\x82\x7e\x01\x36" + payload + b"g" * 10)  # the whole message echoed
+    session.connection_lost(None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from websockets.frames import Opcode
 from websockets.protocol import Protocol, Side
 
-from kyoukai.backends._frames import FrameReader, data_frame, parse_data_frames
+from kyoukai.backends._frames import FrameBoundaries, FrameReader, data_frame, parse_data_frames
 
 
 def client_bytes(*messages: str | bytes) -> bytes:
@@ -106,3 +106,24 @@ def test_a_frame_begun_is_released_whole() -> None:
         assert reader.pending
         assert reader.release() == wire[:cut]
         assert not reader.pending
+
+
+def test_frame_boundaries_are_known_wherever_the_reads_cut() -> None:
+    """Headers of every size (payloads of 0, 125, 126, 65535 and 65536 bytes, masked), and a
+    ping, given in two reads cut at every offset near each boundary: between frames exactly
+    where a frame ends, inside one everywhere else."""
+    wire = WIRE + client_bytes("") + b"\x89\x80" + bytes(4)  # an empty masked ping
+    ends = []
+    pos = 0
+    for size in (2, 125, 126, 65535, 65536, 0, 0):
+        header = 2 + (2 if 126 <= size < 65536 else 8 if size >= 65536 else 0) + 4
+        pos += header + size
+        ends.append(pos)
+    assert ends[-1] == len(wire)
+    cuts = {end + delta for end in [0, *ends] for delta in range(-15, 16)}
+    for cut in sorted(c for c in cuts if 0 < c < len(wire)):
+        boundaries = FrameBoundaries()
+        boundaries.feed(wire[:cut])
+        assert boundaries.between == (cut in ends), cut
+        boundaries.feed(wire[cut:])
+        assert boundaries.between, cut

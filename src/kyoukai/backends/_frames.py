@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - websockets built without its C extension
     from websockets.utils import apply_mask
 
-__all__ = ["FrameReader", "data_frame", "frame_header", "parse_data_frames"]
+__all__ = ["FrameBoundaries", "FrameReader", "data_frame", "frame_header", "parse_data_frames"]
 
 _TEXT_FIN, _BINARY_FIN = 0x81, 0x82
 _U16, _U64 = struct.Struct("!H"), struct.Struct("!Q")
@@ -174,3 +174,60 @@ def frame_header(length: int, text: bool) -> bytes:
 def data_frame(payload: bytes, text: bool) -> bytes:
     """A whole, unmasked server frame (RFC 6455 section 5.2) carrying ``payload``."""
     return frame_header(len(payload), text) + payload
+
+
+class FrameBoundaries:
+    """Where the frames handed to the full protocol end.
+
+    The shortcut may take a read only at a frame boundary, and the protocol's buffer being
+    empty does not say that: it is empty too when a read ended right after a frame's header
+    and the protocol waits for the payload. This walks the headers of the bytes the protocol
+    is given (without reading payloads) and knows how many are still owed to its frame.
+    """
+
+    __slots__ = ("_head", "_owed")
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._owed = 0
+
+    @property
+    def between(self) -> bool:
+        """True when every frame given to the protocol is complete."""
+        return not self._owed and not self._head
+
+    def feed(self, data: bytes) -> None:
+        """Note ``data``, given to the protocol."""
+        if self._head:
+            data, self._head = self._head + data, b""
+        end = len(data)
+        pos = 0
+        owed = self._owed
+        while True:
+            if owed:
+                step = min(owed, end - pos)
+                pos += step
+                owed -= step
+                if owed:
+                    break
+            if pos >= end:
+                break
+            if end - pos < 2:
+                self._head = data[pos:]
+                break
+            second = data[pos + 1]
+            length = second & 0x7F
+            size = (
+                2
+                + (2 if length == 126 else 8 if length == 127 else 0)
+                + (4 if second & 0x80 else 0)
+            )
+            if end - pos < size:
+                self._head = data[pos:]
+                break
+            if length == 126:
+                (length,) = _U16.unpack_from(data, pos + 2)
+            elif length == 127:
+                (length,) = _U64.unpack_from(data, pos + 2)
+            owed = size + length
+        self._owed = owed

@@ -40,7 +40,7 @@ from websockets.protocol import OPEN, Side
 from websockets.protocol import Protocol as FrameProtocol
 
 from kyoukai.backends._flow import ClientGone
-from kyoukai.backends._frames import FrameReader, data_frame, frame_header
+from kyoukai.backends._frames import FrameBoundaries, FrameReader, data_frame, frame_header
 from kyoukai.websocket import ABNORMAL_CLOSURE, WebSocketDisconnect
 
 if TYPE_CHECKING:
@@ -143,6 +143,8 @@ class WebSocketWire:
         #: No extension: whole data frames take the direct path (._frames).
         self._plain = False
         self._reader = FrameReader(self._max_size)
+        #: Where the frames given to the protocol end (the shortcut resumes only there).
+        self._given = FrameBoundaries()
         self._out: list[bytes] = []
         self._out_size = 0
         self._write_scheduled = False
@@ -251,20 +253,22 @@ class WebSocketWire:
         """Bytes from the client: frames in, messages to the handler, answers out.
 
         Plain data frames are read directly (:mod:`._frames`, also across reads) while the
-        protocol has nothing pending; the rest goes to the protocol from that frame on. A
+        protocol is between frames; the rest goes to the protocol from that frame on. A
         frame begun directly when the session closes is handed to the protocol whole.
         """
         frames = self._frames
         if frames is None:
             return
         reader = self._reader
-        if self._plain and frames.state is OPEN and not frames.reader.buffer and not self._parts:
+        if self._plain and frames.state is OPEN and self._given.between and not self._parts:
             messages, data = reader.feed(data)
             for payload, text in messages:
                 self._push(payload, text)
         elif reader.pending:
             data = reader.release() + data
         if data:
+            if self._plain:
+                self._given.feed(data)
             frames.receive_data(data)
         for frame in frames.events_received():
             frame = cast(Frame, frame)
