@@ -20,7 +20,14 @@ try:
 except ImportError:  # pragma: no cover - websockets built without its C extension
     from websockets.utils import apply_mask
 
-__all__ = ["FrameBoundaries", "FrameReader", "data_frame", "frame_header", "parse_data_frames"]
+__all__ = [
+    "FrameBoundaries",
+    "FrameReader",
+    "data_frame",
+    "frame_header",
+    "measure_header",
+    "parse_data_frames",
+]
 
 _TEXT_FIN, _BINARY_FIN = 0x81, 0x82
 _U16, _U64 = struct.Struct("!H"), struct.Struct("!Q")
@@ -128,24 +135,16 @@ class FrameReader:
         first = data[pos]
         if first != _TEXT_FIN and first != _BINARY_FIN:
             return False
-        if end - pos < 2:
+        if end - pos >= 2 and data[pos + 1] < 0x80:
+            return False  # unmasked: the protocol fails it
+        header = measure_header(data, pos)
+        if header is None:
             self._head = data[pos:]
             return True
-        second = data[pos + 1]
-        if second < 0x80:
-            return False
-        length = second & 0x7F
-        start = pos + 2 + (2 if length == 126 else 8 if length == 127 else 0)
-        if end < start + 4:
-            self._head = data[pos:]
-            return True
-        if length == 126:
-            (length,) = _U16.unpack_from(data, pos + 2)
-        elif length == 127:
-            (length,) = _U64.unpack_from(data, pos + 2)
+        size, length = header
         if length > self._max_size:
             return False
-        start += 4
+        start = pos + size
         self._mask, self._text = data[start - 4 : start], first == _TEXT_FIN
         self._pieces = [data[pos:start]]
         if end > start:
@@ -159,6 +158,24 @@ class FrameReader:
         data = self._head or b"".join(self._pieces)
         self._head, self._pieces = b"", []
         return data
+
+
+def measure_header(data: bytes, pos: int) -> tuple[int, int] | None:
+    """The header size (mask included) and payload length of the frame at ``pos`` in
+    ``data``, or ``None`` if its header is not complete there."""
+    end = len(data)
+    if end - pos < 2:
+        return None
+    second = data[pos + 1]
+    length = second & 0x7F
+    size = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if second & 0x80 else 0)
+    if end - pos < size:
+        return None
+    if length == 126:
+        (length,) = _U16.unpack_from(data, pos + 2)
+    elif length == 127:
+        (length,) = _U64.unpack_from(data, pos + 2)
+    return size, length
 
 
 def frame_header(length: int, text: bool) -> bytes:
@@ -212,22 +229,10 @@ class FrameBoundaries:
                     break
             if pos >= end:
                 break
-            if end - pos < 2:
+            header = measure_header(data, pos)
+            if header is None:
                 self._head = data[pos:]
                 break
-            second = data[pos + 1]
-            length = second & 0x7F
-            size = (
-                2
-                + (2 if length == 126 else 8 if length == 127 else 0)
-                + (4 if second & 0x80 else 0)
-            )
-            if end - pos < size:
-                self._head = data[pos:]
-                break
-            if length == 126:
-                (length,) = _U16.unpack_from(data, pos + 2)
-            elif length == 127:
-                (length,) = _U64.unpack_from(data, pos + 2)
+            size, length = header
             owed = size + length
         self._owed = owed
